@@ -1,0 +1,152 @@
+"""Reading and writing the canonical tables.
+
+Writers (``haocha ingest``, ``haocha synth``) write Parquet partitioned by period::
+
+    DIR/cases/period=2023Q2/part-0.parquet
+    DIR/evaluations/period=2023Q2/part-0.parquet
+    DIR/rectifications/period=2023Q2/part-0.parquet
+
+Readers also accept ``DIR/cases.parquet`` or ``DIR/cases.csv`` (canonical column names). A period's
+load reads the partitions whose period overlaps it, and only the columns asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import HaochaInputError
+from .periods import Period, parse_period
+from .schemas import DTYPES, TABLES, coerce, validate
+
+
+def partitions(data_dir: Path, table: str) -> dict[str, Path]:
+    """Partition label → folder, for a partitioned table."""
+    base = Path(data_dir) / table
+    if not base.is_dir():
+        return {}
+    return {p.name.split("=", 1)[1]: p for p in sorted(base.glob("period=*")) if p.is_dir()}
+
+
+def available_periods(data_dir: Path) -> list[str]:
+    """Labels of the periods stored in a data folder (from the cases partitions)."""
+    return list(partitions(data_dir, "cases"))
+
+
+def _overlaps(label: str, period: Period) -> bool:
+    try:
+        p = parse_period(label)
+    except HaochaInputError:
+        return True
+    return p.start <= period.end and p.end >= period.start
+
+
+def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[str] | None) -> pd.DataFrame:
+    data_dir = Path(data_dir)
+    parts = partitions(data_dir, table)
+    if parts:
+        chosen = [path for label, path in parts.items() if period is None or _overlaps(label, period)]
+        files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
+        if not files:
+            return coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)[columns or slice(None)]
+        frames = [pq.read_table(f, columns=columns).to_pandas() for f in files]
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if len(chosen) > 1:
+            key = "case_id" if table == "cases" else "eval_id"
+            if columns is None or key in columns:
+                frame = frame.drop_duplicates(key, keep="last", ignore_index=True)
+    elif (data_dir / f"{table}.parquet").exists():
+        frame = pq.read_table(data_dir / f"{table}.parquet", columns=columns).to_pandas()
+    elif (data_dir / f"{table}.csv").exists():
+        path = data_dir / f"{table}.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                            usecols=columns)
+        for col in ("satisfaction", "attempt"):
+            if col in frame:
+                frame[col] = pd.to_numeric(frame[col]).fillna(1 if col == "attempt" else 0)
+        if "active" in frame:
+            frame["active"] = frame["active"].str.lower().map({"true": True, "false": False, "1": True,
+                                                               "0": False})
+    elif table == "rectifications":
+        frame = pd.DataFrame(columns=columns or list(DTYPES[table]))
+    else:
+        raise HaochaInputError(
+            f"数据目录中找不到 {table} 表",
+            file=str(data_dir),
+            fix=f"先运行 haocha ingest 或 haocha synth 生成规范表，或放入 {table}.parquet / {table}.csv",
+        )
+    if columns is None:
+        return coerce(frame, table)
+    sub = {c: DTYPES[table][c] for c in columns if c in DTYPES[table]}
+    out = frame.copy()
+    for col, dtype in sub.items():
+        if col in out and str(out[col].dtype) != dtype:
+            out[col] = _cast(out[col], dtype)
+    return out
+
+
+def _cast(s: pd.Series, dtype: str) -> pd.Series:
+    if dtype.startswith("datetime64"):
+        return pd.to_datetime(s).astype(dtype)
+    if dtype == "category":
+        return s.astype("str").astype("category")
+    return s.astype(dtype)
+
+
+def load_tables(
+    data_dir: Path,
+    period: Period | None = None,
+    tables: tuple[str, ...] = TABLES,
+    columns: dict[str, list[str]] | None = None,
+    check: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Load canonical tables of a data folder, validated with the pandera models.
+
+    Args:
+        data_dir: folder written by ingest or synth, or holding ``cases.parquet``/``.csv`` etc.
+        period: when given, only partitions overlapping it are read (rows are not filtered here:
+            the metrics apply the period to each timestamp by its own rule).
+        tables: which tables.
+        columns: per table, the columns to read (default all).
+        check: validate full tables against the canonical schema.
+    """
+    out = {}
+    for table in tables:
+        cols = (columns or {}).get(table)
+        frame = _read_one(Path(data_dir), table, period, cols)
+        if check and cols is None:
+            validate(frame, table)
+        out[table] = frame
+    return out
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, period_label: str, csv: bool = False) -> list[Path]:
+    """Write canonical tables for one period, atomically per table (no half-written partition)."""
+    out_dir = Path(out_dir)
+    written = []
+    for table, frame in tables.items():
+        frame = coerce(frame, table)
+        if csv:
+            target = out_dir / f"{table}.csv"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".csv.tmp")
+            frame.to_csv(tmp, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d %H:%M:%S")
+            os.replace(tmp, target)
+            written.append(target)
+            continue
+        target = out_dir / table / f"period={period_label}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{table}-", dir=target.parent))
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp / "part-0.parquet",
+                       compression="zstd")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        written.append(target / "part-0.parquet")
+    return written

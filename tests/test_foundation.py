@@ -1,0 +1,109 @@
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from haocha_analysis.config import PROJ_ROOT
+from haocha_analysis.errors import HaochaInputError
+from haocha_analysis.periods import latest_complete_quarter, parse_period
+from haocha_analysis.reference import load_city
+from haocha_analysis.schemas import coerce, empty, validate
+from haocha_analysis.storage import load_tables, write_tables
+
+
+def _requirement_map(reqs):
+    out = {}
+    for r in reqs:
+        m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", r.strip())
+        out[m[1].lower()] = m[2].replace(" ", "")
+    return out
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((PROJ_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_map(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((PROJ_ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    have = _requirement_map([p for p in pip if not p.startswith("-e")])
+    assert have == wanted
+
+
+@pytest.mark.parametrize(
+    "text,start,end,kind",
+    [
+        ("2023Q2", date(2023, 4, 1), date(2023, 6, 30), "quarter"),
+        ("2023q4", date(2023, 10, 1), date(2023, 12, 31), "quarter"),
+        ("2023-04", date(2023, 4, 1), date(2023, 4, 30), "month"),
+        ("2024-02", date(2024, 2, 1), date(2024, 2, 29), "month"),
+        ("2023H1", date(2023, 1, 1), date(2023, 6, 30), "half"),
+        ("2023H2", date(2023, 7, 1), date(2023, 12, 31), "half"),
+        ("2023", date(2023, 1, 1), date(2023, 12, 31), "year"),
+        ("2023-04-01..2023-05-15", date(2023, 4, 1), date(2023, 5, 15), "range"),
+    ],
+)
+def test_periods_parse(text, start, end, kind):
+    p = parse_period(text)
+    assert (p.start, p.end, p.kind) == (start, end, kind)
+
+
+@pytest.mark.parametrize("bad", ["2023Q5", "2023-13", "23Q1", "2023-05-15..2023-04-01", "", "latest"])
+def test_bad_periods_are_clear_errors(bad):
+    with pytest.raises(HaochaInputError, match="统计期"):
+        parse_period(bad)
+
+
+def test_period_shifts_and_labels():
+    q2 = parse_period("2023Q2")
+    assert q2.shifted("previous").label == "2023Q1"
+    assert q2.shifted("year").label == "2022Q2"
+    assert parse_period("2023Q1").shifted("previous").label == "2022Q4"
+    assert q2.title_cn() == "2023年第二季度"
+    assert q2.range_cn() == "2023年4月1日至6月30日"
+    assert [p.label for p in parse_period("2023H1").quarters()] == ["2023Q1", "2023Q2"]
+    ts = pd.Series(pd.to_datetime(["2023-03-31 23:59:59", "2023-04-01 00:00:00", "2023-06-30 23:59:59",
+                                   "2023-07-01 00:00:00", None]))
+    assert q2.contains(ts).tolist() == [False, True, True, False, False]
+
+
+def test_latest_complete_quarter():
+    assert latest_complete_quarter(date(2026, 11, 27)).label == "2026Q3"
+    assert latest_complete_quarter(date(2026, 1, 5)).label == "2025Q4"
+
+
+def test_zibo_reference_matches_the_bulletin(zibo):
+    golden = Path(__file__).parent / "golden" / "zibo-2023Q2"
+    a1 = pd.read_csv(golden / "annex1_districts.csv", dtype=str)
+    a2 = pd.read_csv(golden / "annex2_city_departments.csv", dtype=str)
+    a3 = pd.read_csv(golden / "annex3_district_departments.csv", dtype=str)
+    assert zibo.districts == a1["区县"].tolist()
+    assert zibo.level("city_dept")["unit_name"].tolist() == a2["部门"].tolist()
+    assert zibo.categories == a3["部门"].dropna().tolist()[:-1] or zibo.categories == a3["部门"].tolist()[:30]
+    assert len(zibo.categories) == 30
+
+
+def test_second_city_loads(qinghe):
+    assert qinghe.districts == ["东湖区", "西山县"]
+    assert qinghe.city_name == "青禾市"
+
+
+def test_unknown_city_is_a_clear_error():
+    with pytest.raises(HaochaInputError, match="找不到城市"):
+        load_city("atlantis")
+
+
+def test_storage_roundtrip_partitioned_and_csv(tmp_path):
+    cases = coerce(pd.DataFrame({"case_id": ["a", "b"], "unit_id": ["u1", "u2"],
+                                 "finished_at": ["2023-04-01 10:00:00", "2023-05-02 11:00:00"]}), "cases")
+    evals = empty("evaluations")
+    write_tables({"cases": cases, "evaluations": evals}, tmp_path / "p", "2023Q2")
+    write_tables({"cases": cases, "evaluations": evals}, tmp_path / "c", "2023Q2", csv=True)
+    for sub in ("p", "c"):
+        got = load_tables(tmp_path / sub, parse_period("2023Q2"), tables=("cases", "evaluations", "rectifications"))
+        pd.testing.assert_frame_equal(got["cases"], cases)
+        assert len(got["rectifications"]) == 0
+    assert load_tables(tmp_path / "p", parse_period("2023Q3"), tables=("cases",))["cases"].empty
+    validate(cases, "cases")
