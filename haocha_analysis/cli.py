@@ -32,12 +32,16 @@ def period_option(f: Callable) -> Callable:
 
 def data_option(f: Callable) -> Callable:
     """--data."""
-    return click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help=DATA_HELP)(f)
+    return click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help=DATA_HELP)(
+        f
+    )
 
 
 def out_option(f: Callable) -> Callable:
     """--out."""
-    return click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="输出目录")(f)
+    return click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="输出目录")(
+        f
+    )
 
 
 def user_errors(f: Callable) -> Callable:

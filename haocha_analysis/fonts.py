@@ -36,7 +36,9 @@ def find_cjk_font() -> str:
     for family in PREFERRED_CJK_FONTS:
         if family in installed:
             return family
-    raise CJKFontNotFound(f"未找到可用的中文字体（按优先顺序查找：{'、'.join(PREFERRED_CJK_FONTS)}）。{INSTALL_HINT}")
+    raise CJKFontNotFound(
+        f"未找到可用的中文字体（按优先顺序查找：{'、'.join(PREFERRED_CJK_FONTS)}）。{INSTALL_HINT}"
+    )
 
 
 def use_cjk_font() -> str:

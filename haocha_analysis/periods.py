@@ -43,7 +43,7 @@ class Period:
         return (self.end - self.start).days + 1
 
     def shifted(self, kind: str) -> Period | None:
-        """The previous period (``kind='previous'``, 环比) or the same one a year earlier (``'year'``, 同比)."""
+        """The previous period (``'previous'``, 环比) or the same one a year earlier (``'year'``, 同比)."""
         if kind == "year":
             try:
                 return parse_period(_shift_label(self, years=-1))

@@ -118,7 +118,9 @@ def load_city(city: str | Path) -> CityReference:
         if col not in units:
             units[col] = ""
     try:
-        units["public_service"] = units["public_service"].str.lower().map({"true": True, "false": False, "": False})
+        units["public_service"] = (
+            units["public_service"].str.lower().map({"true": True, "false": False, "": False})
+        )
         units["order"] = pd.to_numeric(units["order"]).astype(int)
         units = UNITS_SCHEMA.validate(units, lazy=True)
     except (pa.errors.SchemaErrors, ValueError, TypeError) as err:

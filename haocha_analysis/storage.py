@@ -65,14 +65,16 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
         frame = pq.read_table(data_dir / f"{table}.parquet", columns=columns).to_pandas()
     elif (data_dir / f"{table}.csv").exists():
         path = data_dir / f"{table}.csv"
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
-                            usecols=columns)
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", usecols=columns
+        )
         for col in ("satisfaction", "attempt"):
             if col in frame:
                 frame[col] = pd.to_numeric(frame[col]).fillna(1 if col == "attempt" else 0)
         if "active" in frame:
-            frame["active"] = frame["active"].str.lower().map({"true": True, "false": False, "1": True,
-                                                               "0": False})
+            frame["active"] = (
+                frame["active"].str.lower().map({"true": True, "false": False, "1": True, "0": False})
+            )
     elif table == "rectifications":
         frame = pd.DataFrame(columns=columns or list(DTYPES[table]))
     else:
@@ -126,7 +128,9 @@ def load_tables(
     return out
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, period_label: str, csv: bool = False) -> list[Path]:
+def write_tables(
+    tables: dict[str, pd.DataFrame], out_dir: Path, period_label: str, csv: bool = False
+) -> list[Path]:
     """Write canonical tables for one period, atomically per table (no half-written partition)."""
     out_dir = Path(out_dir)
     written = []
@@ -143,8 +147,9 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, period_label: s
         target = out_dir / table / f"period={period_label}"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{table}-", dir=target.parent))
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp / "part-0.parquet",
-                       compression="zstd")
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), tmp / "part-0.parquet", compression="zstd"
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -64,8 +64,11 @@ def test_period_shifts_and_labels():
     assert q2.title_cn() == "2023年第二季度"
     assert q2.range_cn() == "2023年4月1日至6月30日"
     assert [p.label for p in parse_period("2023H1").quarters()] == ["2023Q1", "2023Q2"]
-    ts = pd.Series(pd.to_datetime(["2023-03-31 23:59:59", "2023-04-01 00:00:00", "2023-06-30 23:59:59",
-                                   "2023-07-01 00:00:00", None]))
+    ts = pd.Series(
+        pd.to_datetime(
+            ["2023-03-31 23:59:59", "2023-04-01 00:00:00", "2023-06-30 23:59:59", "2023-07-01 00:00:00", None]
+        )
+    )
     assert q2.contains(ts).tolist() == [False, True, True, False, False]
 
 
@@ -96,13 +99,23 @@ def test_unknown_city_is_a_clear_error():
 
 
 def test_storage_roundtrip_partitioned_and_csv(tmp_path):
-    cases = coerce(pd.DataFrame({"case_id": ["a", "b"], "unit_id": ["u1", "u2"],
-                                 "finished_at": ["2023-04-01 10:00:00", "2023-05-02 11:00:00"]}), "cases")
+    cases = coerce(
+        pd.DataFrame(
+            {
+                "case_id": ["a", "b"],
+                "unit_id": ["u1", "u2"],
+                "finished_at": ["2023-04-01 10:00:00", "2023-05-02 11:00:00"],
+            }
+        ),
+        "cases",
+    )
     evals = empty("evaluations")
     write_tables({"cases": cases, "evaluations": evals}, tmp_path / "p", "2023Q2")
     write_tables({"cases": cases, "evaluations": evals}, tmp_path / "c", "2023Q2", csv=True)
     for sub in ("p", "c"):
-        got = load_tables(tmp_path / sub, parse_period("2023Q2"), tables=("cases", "evaluations", "rectifications"))
+        got = load_tables(
+            tmp_path / sub, parse_period("2023Q2"), tables=("cases", "evaluations", "rectifications")
+        )
         pd.testing.assert_frame_equal(got["cases"], cases)
         assert len(got["rectifications"]) == 0
     assert load_tables(tmp_path / "p", parse_period("2023Q3"), tables=("cases",))["cases"].empty

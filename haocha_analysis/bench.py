@@ -1,0 +1,279 @@
+"""``make bench``: every stage measured at several scales, side by side with DuckDB.
+
+Each stage runs in its own child process so that its peak memory (ru_maxrss) is its own. Times are
+wall and CPU seconds; DuckDB's time is measured in the same run on the same Parquet files, and the
+ratio (ours / DuckDB) is what is reported, since absolute times on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+STAGES = (
+    "synth",
+    "ingest_csv",
+    "ingest_parquet",
+    "quality",
+    "duckdb_quality",
+    "tables",
+    "duckdb_tables",
+    "anomalies",
+    "bulletin",
+)
+TARGETS = {
+    "tables_vs_duckdb": 2.0,  # issue 4/8: tables at most 2x DuckDB's time
+    "pipeline_seconds": 60.0,  # issue 7/8: canonical Parquet -> HTML + PDF
+    "stage_peak_mb": 4096.0,  # no stage over 4 GB at scale 1
+    "province_peak_mb": 12288.0,  # tables at scale 16 within 12 GB
+}
+
+
+def _measure(fn, *args, **kwargs) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    extra = fn(*args, **kwargs) or {}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "cpu_s": round(time.process_time() - c0, 3),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **extra,
+    }
+
+
+def _stage(stage: str, city: str, period_label: str, scale: float, work: Path) -> dict:
+    """Run one stage in this (child) process and return its measurements."""
+    from .periods import parse_period
+    from .reference import load_city
+
+    ref, period = load_city(city), parse_period(period_label)
+    data_dir = work / "data"
+
+    def load(**kw):
+        from .storage import load_tables
+
+        return load_tables(data_dir, period, **kw)
+
+    if stage == "synth":
+        from . import synth
+
+        def run():
+            result = synth.generate(ref, period, scale=scale, seed=0, scenario="default")
+            synth.write(result, data_dir, period.label)
+            synth.write(result, work / "csv", period.label, csv=True)
+            return {"records": int(sum(len(t) for t in result.tables.values()))}
+
+        return _measure(run)
+    if stage in ("ingest_csv", "ingest_parquet"):
+        from . import ingest
+        from .config import PROFILES_DIR
+
+        if stage == "ingest_csv":
+            files = sorted((work / "csv").glob("*.csv"))
+        else:
+            files = sorted(data_dir.glob("*/period=*/*.parquet"))
+        out = work / f"out_{stage}"
+
+        def run():
+            log = ingest.ingest_files(PROFILES_DIR / "canonical.yml", files, ref, period, out)
+            rows = sum(f.get("rows_read", 0) for f in log.get("files", [])) if isinstance(log, dict) else 0
+            return {"records": int(rows)}
+
+        return _measure(run)
+    if stage == "tables":
+        from . import tables
+
+        def run():
+            data = load(check=False)
+            result = tables.build_tables(ref, data, period)
+            tables.write_outputs(result, work / "tables")
+            return {"records": int(sum(len(t) for t in data.values()))}
+
+        return _measure(run)
+    if stage == "duckdb_tables":
+        from .duckdb_reference import annex_tables
+
+        def run():
+            frames = annex_tables(ref, data_dir, period)
+            pd_frames = {k: v.reset_index() for k, v in frames.items()}
+            (work / "duckdb").mkdir(exist_ok=True)
+            for name, frame in pd_frames.items():
+                frame.to_csv(work / "duckdb" / f"{name}.csv", index=False)
+
+        return _measure(run)
+    if stage == "quality":
+        from . import quality
+
+        def run():
+            report = quality.run_quality(ref, load(check=False), period)
+            quality.write_outputs(report, work / "quality")
+
+        return _measure(run)
+    if stage == "duckdb_quality":
+        from .duckdb_reference import quality_sql
+
+        return _measure(lambda: quality_sql(data_dir, period) and None)
+    if stage == "anomalies":
+        from . import anomalies
+
+        def run():
+            findings = anomalies.detect(ref, load(check=False), period, history=None)
+            anomalies.write_outputs(findings, work / "anomalies")
+            return {"findings": len(findings)}
+
+        return _measure(run)
+    if stage == "bulletin":
+        from . import render
+
+        return _measure(
+            lambda: (
+                render.build_bulletin(city, period.label, data_dir=data_dir, out_dir=work / "bulletin")
+                and None
+            )
+        )
+    raise ValueError(stage)
+
+
+def _child(stage: str, city: str, period: str, scale: float, work: str) -> None:
+    try:
+        result = _stage(stage, city, period, scale, Path(work))
+        result["ok"] = True
+    except Exception as err:  # reported in the table, never hidden
+        result = {
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}"[:400],
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    print("BENCH-RESULT " + json.dumps(result, ensure_ascii=False))
+
+
+def run_stage(stage: str, city: str, period: str, scale: float, work: Path) -> dict:
+    """Run a stage in a fresh child process."""
+    args = ", ".join(repr(a) for a in (stage, city, period, scale, str(work)))
+    code = f"from haocha_analysis.bench import _child; _child({args})"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")), None)
+    if line is None:
+        return {"ok": False, "error": (proc.stderr or "no result")[-400:], "wall_s": time.perf_counter() - t0}
+    return json.loads(line.removeprefix("BENCH-RESULT "))
+
+
+def markdown(results: list[dict], cores: int) -> str:
+    """The Markdown table of the benchmark (the closing note's figure)."""
+    lines = [
+        f"机器：{cores} 核；{platform.python_implementation()} {platform.python_version()}",
+        "",
+        "| 阶段 | 规模 | 记录数 | 墙钟 s | CPU s | 峰值内存 MB | 对比 DuckDB | 状态 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_key = {(r["stage"], r["scale"]): r for r in results}
+    for r in results:
+        ratio = ""
+        twin = by_key.get((f"duckdb_{r['stage']}", r["scale"]))
+        if twin and twin.get("ok") and r.get("ok") and twin["wall_s"] > 0:
+            ratio = f"{r['wall_s'] / twin['wall_s']:.2f}×"
+        status = "通过" if r.get("ok") else f"失败：{r.get('error', '')[:80]}"
+        lines.append(
+            f"| {r['stage']} | {r['scale']} | {r.get('records', '')} | {r.get('wall_s', '')} | "
+            f"{r.get('cpu_s', '')} | {r.get('peak_mb', '')} | {ratio} | {status} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(
+    out_dir: Path,
+    scales: list[float],
+    province_scale: float | None,
+    city: str = "zibo",
+    period: str = "2023Q2",
+    stages: tuple[str, ...] = STAGES,
+) -> list[dict]:
+    """Run every stage at every scale; write bench.json and bench.md into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    plan = [(s, stages) for s in scales]
+    if province_scale:
+        plan.append((province_scale, ("synth", "tables", "duckdb_tables")))
+    for scale, stage_list in plan:
+        work = Path(tempfile.mkdtemp(prefix=f"haocha-bench-{scale}-"))
+        try:
+            for stage in stage_list:
+                r = run_stage(stage, city, period, scale, work)
+                r.update(stage=stage, scale=scale)
+                results.append(r)
+                click.echo(
+                    f"  {stage:<16} 规模 {scale:<5} {r.get('wall_s', '?')} s  {r.get('peak_mb', '?')} MB"
+                    + ("" if r.get("ok") else f"  失败：{r.get('error', '')[:120]}"),
+                    err=True,
+                )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    cores = os.cpu_count() or 1
+    (out_dir / "bench.json").write_text(
+        json.dumps({"cores": cores, "targets": TARGETS, "results": results}, ensure_ascii=False, indent=1),
+        encoding="utf-8",
+    )
+    (out_dir / "bench.md").write_text(markdown(results, cores), encoding="utf-8")
+    _plot(results, out_dir / "bench.png")
+    return results
+
+
+def _plot(results: list[dict], path: Path) -> None:
+    """Time and memory against records, log-log, per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = {r["scale"]: r.get("records") for r in results if r["stage"] == "synth" and r.get("ok")}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for stage in sorted({r["stage"] for r in results}):
+        pts = sorted(
+            (records.get(r["scale"]), r)
+            for r in results
+            if r["stage"] == stage and r.get("ok") and records.get(r["scale"])
+        )
+        if len(pts) < 2:
+            continue
+        xs = [p[0] for p in pts]
+        axes[0].plot(xs, [p[1]["wall_s"] for p in pts], marker="o", label=stage)
+        axes[1].plot(xs, [p[1]["peak_mb"] for p in pts], marker="o", label=stage)
+    for ax, ylabel in zip(axes, ("wall time (s)", "peak memory (MB)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("records")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@click.command("bench")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("reports/bench"))
+@click.option("--scales", default="0.1,1,4", help="逗号分隔的规模")
+@click.option("--province", "province_scale", type=float, default=16.0, help="省级规模（只测表格）；0 跳过")
+@click.option("--city", default="zibo")
+@click.option("--period", default="2023Q2")
+def bench_command(out_dir: Path, scales: str, province_scale: float, city: str, period: str) -> None:
+    """基准测试：各阶段在不同规模下的耗时与内存，并与 DuckDB 对比。"""
+    results = run_bench(
+        out_dir, [float(s) for s in scales.split(",") if s], province_scale or None, city, period
+    )
+    click.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
+    if not all(r.get("ok") for r in results):
+        sys.exit(1)
+
+
+COMMANDS = [bench_command]

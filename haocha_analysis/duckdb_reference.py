@@ -1,0 +1,173 @@
+"""The same computations in DuckDB SQL, for the benchmark's side-by-side comparison.
+
+Used only by ``haocha bench`` (DuckDB is a dev dependency). The SQL follows docs/metrics.md; the
+benchmark also checks that it agrees with the pandas tables, which makes it a second, independent
+implementation of the metric definitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .periods import Period
+from .reference import CityReference
+
+
+def _source(data_dir: Path, table: str, period: Period) -> str:
+    part = Path(data_dir) / table / f"period={period.label}"
+    if part.is_dir():
+        return f"read_parquet('{part}/*.parquet')"
+    if (Path(data_dir) / table).is_dir():
+        return f"read_parquet('{Path(data_dir) / table}/*/*.parquet', hive_partitioning = true)"
+    return f"read_parquet('{Path(data_dir) / f'{table}.parquet'}')"
+
+
+def unit_counts_sql(data_dir: Path, period: Period) -> str:
+    """SQL for the per-unit counts that every annex is built from."""
+    start, end = period.start_ts, period.end_ts
+    cases, evals, rects = (_source(data_dir, t, period) for t in ("cases", "evaluations", "rectifications"))
+    return f"""
+    WITH all_cases AS (SELECT case_id, unit_id, finished_at FROM {cases}),
+    rect AS (SELECT eval_id, verdict FROM {rects}),
+    ev AS (
+        SELECT e.eval_id, e.case_id, e.satisfaction, e.evaluated_at, e.attempt, e.active,
+               ac.case_id IS NOT NULL AS linked,
+               coalesce(ac.unit_id, e.unit_id) AS unit_id,
+               ac.finished_at >= TIMESTAMP '{start}' AND ac.finished_at < TIMESTAMP '{end}' AS case_in_p,
+               e.evaluated_at >= TIMESTAMP '{start}' AND e.evaluated_at < TIMESTAMP '{end}' AS eval_in_p,
+               e.satisfaction IN (1, 2) AS bad,
+               coalesce(r.verdict = 'invalid', false) AS invalid
+        FROM {evals} e
+        LEFT JOIN all_cases ac USING (case_id)
+        LEFT JOIN rect r USING (eval_id)
+    ),
+    firsts AS (
+        SELECT * FROM (
+            SELECT *, row_number() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) AS rn
+            FROM ev WHERE linked AND attempt = 1
+        ) WHERE rn = 1
+    ),
+    case_part AS (
+        SELECT c.unit_id,
+               count(*) AS cases,
+               count(f.eval_id) AS cases_evaluated,
+               count(*) FILTER (WHERE f.active) AS cases_active,
+               count(*) FILTER (WHERE f.eval_id IS NOT NULL AND f.active IS NULL) AS cases_active_unknown
+        FROM all_cases c LEFT JOIN firsts f USING (case_id)
+        WHERE c.finished_at >= TIMESTAMP '{start}' AND c.finished_at < TIMESTAMP '{end}'
+        GROUP BY c.unit_id
+    ),
+    case_bad AS (
+        SELECT unit_id, count(*) FILTER (WHERE NOT invalid) AS case_bad_valid
+        FROM ev WHERE linked AND case_in_p AND bad GROUP BY unit_id
+    ),
+    eval_part AS (
+        SELECT unit_id,
+               count(*) FILTER (WHERE eval_in_p AND attempt = 1 AND (NOT linked)) AS eval_unlinked_first,
+               count(*) FILTER (WHERE eval_in_p AND bad AND NOT invalid) AS eval_bad_valid
+        FROM ev GROUP BY unit_id
+    ),
+    first_part AS (
+        SELECT unit_id, count(*) AS eval_linked_first FROM firsts WHERE eval_in_p GROUP BY unit_id
+    )
+    SELECT u.unit_id,
+           coalesce(cp.cases, 0) AS cases,
+           coalesce(cp.cases_evaluated, 0) AS cases_evaluated,
+           coalesce(cp.cases_active, 0) AS cases_active,
+           coalesce(cp.cases_active_unknown, 0) AS cases_active_unknown,
+           coalesce(cb.case_bad_valid, 0) AS case_bad_valid,
+           coalesce(fp.eval_linked_first, 0) + coalesce(ep.eval_unlinked_first, 0) AS eval_first,
+           coalesce(ep.eval_bad_valid, 0) AS eval_bad_valid
+    FROM (SELECT unit_id FROM case_part UNION SELECT unit_id FROM eval_part) u
+    LEFT JOIN case_part cp USING (unit_id)
+    LEFT JOIN case_bad cb USING (unit_id)
+    LEFT JOIN eval_part ep USING (unit_id)
+    LEFT JOIN first_part fp USING (unit_id)
+    """
+
+
+def annex_tables(ref: CityReference, data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
+    """The five annexes' counts computed in DuckDB SQL (numbers only, in official order)."""
+    import duckdb
+
+    con = duckdb.connect()
+    units = ref.units[["unit_id", "unit_name", "level", "district", "category", "public_service", "order"]]
+    con.register("units", units)
+    con.execute(f"CREATE TEMP TABLE counts AS {unit_counts_sql(data_dir, period)}")
+    joined = "counts JOIN units USING (unit_id)"
+    case_cols = """sum(cases)::BIGINT AS 办件数, sum(cases_evaluated)::BIGINT AS 评价数,
+                   sum(cases_active)::BIGINT AS 主动评价数, sum(case_bad_valid)::BIGINT AS 差评数"""
+    out = {
+        "annex1_districts": con.execute(
+            f"SELECT district AS 区县, {case_cols} FROM {joined} WHERE level <> 'city_dept' GROUP BY district"
+        ).df(),
+        "annex2_city_departments": con.execute(
+            f"SELECT unit_name AS 部门, {case_cols} FROM {joined} "
+            "WHERE level = 'city_dept' GROUP BY unit_name"
+        ).df(),
+        "annex3_district_departments": con.execute(
+            f"""PIVOT (SELECT category AS 部门, district, eval_first FROM {joined}
+                       WHERE level = 'district_dept' AND category <> '')
+                ON district USING sum(eval_first)::BIGINT"""
+        ).df(),
+        "annex4_towns_villages": con.execute(
+            f"""SELECT district AS 区县,
+                       sum(eval_first) FILTER (WHERE level = 'town')::BIGINT AS 镇级评价总数,
+                       sum(eval_bad_valid) FILTER (WHERE level = 'town')::BIGINT AS 镇级差评数量,
+                       sum(eval_first) FILTER (WHERE level = 'village')::BIGINT AS 村级评价总数,
+                       sum(eval_bad_valid) FILTER (WHERE level = 'village')::BIGINT AS 村级差评数量
+                FROM {joined} WHERE level IN ('town', 'village') GROUP BY district"""
+        ).df(),
+        "annex5_public_services": con.execute(
+            f"""SELECT district AS 区县, sum(eval_first)::BIGINT AS 评价数 FROM {joined}
+                WHERE public_service AND level <> 'city_dept' GROUP BY district"""
+        ).df(),
+    }
+    con.close()
+    order = {
+        "annex1_districts": ("区县", ref.districts),
+        "annex4_towns_villages": ("区县", ref.districts),
+        "annex5_public_services": ("区县", ref.districts),
+        "annex2_city_departments": ("部门", ref.level("city_dept")["unit_name"].tolist()),
+        "annex3_district_departments": ("部门", ref.categories),
+    }
+    for name, (key, rows) in order.items():
+        frame = out[name].set_index(key).reindex(rows)
+        if name == "annex3_district_departments":
+            frame = frame.reindex(columns=ref.districts)
+        out[name] = frame.fillna(0).astype("int64")
+    return out
+
+
+def quality_sql(data_dir: Path, period: Period, limit_seconds: int = 300) -> pd.DataFrame:
+    """Timeliness and linkage per source system in DuckDB SQL (the core of the quality report)."""
+    import duckdb
+
+    start, end = period.start_ts, period.end_ts
+    cases, evals = _source(data_dir, "cases", period), _source(data_dir, "evaluations", period)
+    sql = f"""
+    WITH c AS (SELECT * FROM {cases}
+               WHERE finished_at >= TIMESTAMP '{start}' AND finished_at < TIMESTAMP '{end}'),
+    e AS (SELECT e.*, c2.case_id IS NOT NULL AS linked, c2.finished_at AS case_finished
+          FROM {evals} e LEFT JOIN (SELECT case_id, finished_at FROM {cases}) c2 USING (case_id)
+          WHERE e.evaluated_at >= TIMESTAMP '{start}' AND e.evaluated_at < TIMESTAMP '{end}')
+    SELECT 'cases' AS tbl, source_system,
+           count(*) AS produced,
+           count(reported_at) AS submitted,
+           count(*) FILTER (WHERE date_diff('second', finished_at, reported_at) <= {limit_seconds})
+               AS on_time,
+           count(matter_code) AS with_matter
+    FROM c GROUP BY source_system
+    UNION ALL
+    SELECT 'evaluations', NULL, count(*), count(reported_at),
+           count(*) FILTER (WHERE date_diff('second', evaluated_at, reported_at) <= {limit_seconds}),
+           count(*) FILTER (WHERE linked)
+    FROM e
+    """
+    con = duckdb.connect()
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
