@@ -58,28 +58,47 @@ def user_errors(f: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+STAGE_MODULES = ("ingest", "synth", "tables", "quality", "anomalies", "render", "bench")
+
+
+class StageGroup(click.Group):
+    """A group whose verbs come from the stage modules, loaded when the CLI is first used.
+
+    Loading lazily (not at import time) means a stage module may import the option helpers above
+    without the circular import hiding its commands, whichever module is imported first.
+    """
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import importlib
+
+        for module in STAGE_MODULES:
+            try:
+                mod = importlib.import_module(f"haocha_analysis.{module}")
+            except ModuleNotFoundError as err:
+                if err.name == f"haocha_analysis.{module}":
+                    continue
+                raise
+            for command in getattr(mod, "COMMANDS", []):
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: D102
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=StageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="haocha")
 def cli() -> None:
     """haocha：政务服务“好差评”数据的导入、质检、通报表格、异常发现与季度通报。"""
-
-
-def _register() -> None:
-    # Each stage module defines its own click command; import errors surface immediately.
-    import importlib
-
-    for module in ("ingest", "synth", "tables", "quality", "anomalies", "render", "bench"):
-        try:
-            mod = importlib.import_module(f"haocha_analysis.{module}")
-        except ModuleNotFoundError as err:
-            if err.name == f"haocha_analysis.{module}":
-                continue
-            raise
-        for command in getattr(mod, "COMMANDS", []):
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:
