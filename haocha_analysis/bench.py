@@ -93,7 +93,7 @@ def _stage(stage: str, city: str, period_label: str, scale: float, work: Path) -
         from . import tables
 
         def run():
-            data = load(check=False)
+            data = tables.load_period_data(data_dir, period)
             result = tables.build_tables(ref, data, period)
             tables.write_outputs(result, work / "tables")
             return {"records": int(sum(len(t) for t in data.values()))}

@@ -43,12 +43,14 @@ def unit_counts_sql(data_dir: Path, period: Period) -> str:
         LEFT JOIN all_cases ac USING (case_id)
         LEFT JOIN rect r USING (eval_id)
     ),
-    firsts AS (
-        SELECT * FROM (
-            SELECT *, row_number() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) AS rn
-            FROM ev WHERE linked AND attempt = 1
-        ) WHERE rn = 1
+    ranked AS (
+        -- rn = 1: a case's first evaluation; rn > 1: a duplicate attempt-1 row (never counted)
+        SELECT *, CASE WHEN linked AND attempt = 1 THEN row_number() OVER (
+                   PARTITION BY case_id, linked AND attempt = 1 ORDER BY evaluated_at, eval_id) END AS rn
+        FROM ev
     ),
+    firsts AS (SELECT * FROM ranked WHERE rn = 1),
+    counted AS (SELECT * FROM ranked WHERE coalesce(rn, 1) = 1),
     case_part AS (
         SELECT c.unit_id,
                count(*) AS cases,
@@ -61,13 +63,13 @@ def unit_counts_sql(data_dir: Path, period: Period) -> str:
     ),
     case_bad AS (
         SELECT unit_id, count(*) FILTER (WHERE NOT invalid) AS case_bad_valid
-        FROM ev WHERE linked AND case_in_p AND bad GROUP BY unit_id
+        FROM counted WHERE linked AND case_in_p AND bad GROUP BY unit_id
     ),
     eval_part AS (
         SELECT unit_id,
                count(*) FILTER (WHERE eval_in_p AND attempt = 1 AND (NOT linked)) AS eval_unlinked_first,
                count(*) FILTER (WHERE eval_in_p AND bad AND NOT invalid) AS eval_bad_valid
-        FROM ev GROUP BY unit_id
+        FROM counted GROUP BY unit_id
     ),
     first_part AS (
         SELECT unit_id, count(*) AS eval_linked_first FROM firsts WHERE eval_in_p GROUP BY unit_id

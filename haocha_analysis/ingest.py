@@ -1070,6 +1070,7 @@ def ingest_files(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.ingest-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; the canonical tables are shared with the team
     try:
         written = write_tables(tables, tmp, period.label)
         log["outputs"] = [str(p.relative_to(tmp)) for p in written] + [LOG_NAME]

@@ -147,6 +147,7 @@ def write_tables(
         target = out_dir / table / f"period={period_label}"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{table}-", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp makes 0700
         pq.write_table(
             pa.Table.from_pandas(frame, preserve_index=False), tmp / "part-0.parquet", compression="zstd"
         )

@@ -759,6 +759,7 @@ def write_outputs(result: TablesResult, out_dir: Path) -> list[Path]:
             tmp.unlink(missing_ok=True)
         raise
     for tmp, target in staged:
+        tmp.chmod(0o644)  # mkstemp creates 0600; published annexes are for every reader
         os.replace(tmp, target)
     return [target for _, target in staged]
 
