@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from haocha_analysis import synth
+from haocha_analysis import synth, tables
 from haocha_analysis.periods import parse_period
 from tests.conftest import GOLDEN_DIR
 
@@ -41,7 +41,6 @@ def expected_annex(name: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def golden_run(zibo):
-    tables = pytest.importorskip("haocha_analysis.tables")
     result = synth.generate(zibo, "2023Q2", scale=1.0, seed=0, scenario="default")
     built = tables.build_tables(zibo, result.tables, parse_period("2023Q2"), extracted_on=date(2023, 7, 4))
     return result, built
