@@ -28,7 +28,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from .ingest_readers import SourceFile, read_source
 from .periods import Period, parse_period
 from .reference import CityReference, load_city
 from .schemas import DTYPES, FOLLOW_UP_LEVELS, TABLES, coerce, validate
-from .storage import write_tables
+from .storage import record_extraction, write_tables
 
 TABLE_KEYS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "eval_id"}
 TABLE_LABELS = {"cases": "办件表", "evaluations": "评价表", "rectifications": "差评整改表"}
@@ -1047,6 +1047,7 @@ def ingest_files(
     period: str | Period,
     out_dir: str | Path,
     salt: str | None = None,
+    extracted_on: date | None = None,
 ) -> dict[str, Any]:
     """Ingest exported files into canonical Parquet tables under ``out_dir`` and return the log.
 
@@ -1058,6 +1059,7 @@ def ingest_files(
         out_dir: output folder; tables go to ``<table>/period=<label>/part-0.parquet`` and the log to
             ``ingest_log.json``. Other periods already in the folder are left as they are.
         salt: salt for hashing identity/phone numbers (default: :func:`config.hash_salt`).
+        extracted_on: when the export was made (数据提取时间, printed in the annexes' 备注); default today.
 
     Returns:
         The ingest log (also written as ``ingest_log.json``).
@@ -1077,6 +1079,7 @@ def ingest_files(
         log["created_at"] = datetime.now().isoformat(timespec="seconds")
         (tmp / LOG_NAME).write_text(json.dumps(log, ensure_ascii=False, indent=2), encoding="utf-8")
         _move_into_place(tmp, out_dir, period.label)
+        record_extraction(out_dir, period.label, extracted_on or date.today())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return log
@@ -1101,12 +1104,32 @@ def _salt_from_env(name: str) -> str:
 @period_option
 @out_option
 @click.option("--salt-env", default=SALT_ENV, show_default=True, help="存放哈希盐的环境变量名")
+@click.option(
+    "--extracted-on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="数据提取日期（附件备注行），默认今天",
+)
 @user_errors
 def ingest_command(
-    profile: str, files: tuple[Path, ...], city: str, period: str, out_dir: Path, salt_env: str
+    profile: str,
+    files: tuple[Path, ...],
+    city: str,
+    period: str,
+    out_dir: Path,
+    salt_env: str,
+    extracted_on: datetime | None,
 ) -> None:
     """导入导出文件（CSV/XLSX/Parquet），写出规范表与 ingest_log.json。"""
-    log = ingest_files(profile, list(files), city, period, out_dir, salt=_salt_from_env(salt_env))
+    log = ingest_files(
+        profile,
+        list(files),
+        city,
+        period,
+        out_dir,
+        salt=_salt_from_env(salt_env),
+        extracted_on=extracted_on.date() if extracted_on else None,
+    )
     totals = log["totals"]
     click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {log['period']}）")
     for table in TABLES:

@@ -39,6 +39,7 @@ from .errors import HaochaInputError
 from .periods import Period, parse_period, resolve_period
 from .reference import CityReference, load_city
 from .render import StageResults
+from .storage import extraction_date
 
 log = logging.getLogger("haocha.pipeline")
 
@@ -544,6 +545,8 @@ def build_bulletin(
         else:
             ingest_note = ""
             data_path = resolve_data_dir(ref, per, data_dir)
+        if not extracted_on and (recorded := extraction_date(data_path, per)) is not None:
+            extracted_on = recorded.isoformat()  # as recorded by ingest or synth for this data
         narrative = render.narrative_path(ref, narrative_file)
         render.load_narrative(narrative)  # a bad template fails before any work
         results = compute(ref, per, data_path, extracted_on, recorder=recorder, out_dir=staging)

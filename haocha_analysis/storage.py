@@ -12,9 +12,11 @@ load reads the partitions whose period overlaps it, and only the columns asked f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +158,29 @@ def write_tables(
         os.replace(tmp, target)
         written.append(target / "part-0.parquet")
     return written
+
+
+EXTRACTIONS_FILE = "extractions.json"
+
+
+def record_extraction(data_dir: Path, period_label: str, extracted_on: date) -> None:
+    """Remember when a period's records were extracted (数据提取时间, printed in every annex's 备注)."""
+    path = Path(data_dir) / EXTRACTIONS_FILE
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    known[period_label] = extracted_on.isoformat()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(known, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def extraction_date(data_dir: Path, period: Period) -> date | None:
+    """The recorded extraction date of a period's data, if any (the latest of overlapping partitions)."""
+    path = Path(data_dir) / EXTRACTIONS_FILE
+    if not path.exists():
+        return None
+    known = json.loads(path.read_text(encoding="utf-8"))
+    if period.label in known:
+        return date.fromisoformat(known[period.label])
+    dates = [date.fromisoformat(v) for k, v in known.items() if _overlaps(k, period)]
+    return max(dates) if dates else None

@@ -120,3 +120,15 @@ def test_storage_roundtrip_partitioned_and_csv(tmp_path):
         assert len(got["rectifications"]) == 0
     assert load_tables(tmp_path / "p", parse_period("2023Q3"), tables=("cases",))["cases"].empty
     validate(cases, "cases")
+
+
+def test_extraction_dates_are_recorded_per_period(tmp_path):
+    from haocha_analysis.storage import extraction_date, record_extraction
+
+    assert extraction_date(tmp_path, parse_period("2023Q2")) is None
+    record_extraction(tmp_path, "2023Q2", date(2023, 7, 4))
+    record_extraction(tmp_path, "2023Q1", date(2023, 4, 6))
+    assert extraction_date(tmp_path, parse_period("2023Q2")) == date(2023, 7, 4)
+    assert extraction_date(tmp_path, parse_period("2023-05")) == date(2023, 7, 4)
+    assert extraction_date(tmp_path, parse_period("2023H1")) == date(2023, 7, 4)
+    assert extraction_date(tmp_path, parse_period("2023Q3")) is None
