@@ -143,33 +143,70 @@ def annex_tables(ref: CityReference, data_dir: Path, period: Period) -> dict[str
     return out
 
 
-def quality_sql(data_dir: Path, period: Period, limit_seconds: int = 300) -> pd.DataFrame:
-    """Timeliness and linkage per source system in DuckDB SQL (the core of the quality report)."""
+def quality_sql(data_dir: Path, period: Period, limit_seconds: int = 300) -> dict[str, pd.DataFrame]:
+    """The quality report's checks in DuckDB SQL: the benchmark's side-by-side twin of quality.py.
+
+    Timeliness (the 5-minute rule), submission, matter and case linkage, orphans, duplicate attempt-1
+    evaluations, evaluations before their case, unit conflicts and completeness — by source system,
+    by unit and by day.
+    """
     import duckdb
 
     start, end = period.start_ts, period.end_ts
     cases, evals = _source(data_dir, "cases", period), _source(data_dir, "evaluations", period)
-    sql = f"""
-    WITH c AS (SELECT * FROM {cases}
-               WHERE finished_at >= TIMESTAMP '{start}' AND finished_at < TIMESTAMP '{end}'),
-    e AS (SELECT e.*, c2.case_id IS NOT NULL AS linked, c2.finished_at AS case_finished
-          FROM {evals} e LEFT JOIN (SELECT case_id, finished_at FROM {cases}) c2 USING (case_id)
-          WHERE e.evaluated_at >= TIMESTAMP '{start}' AND e.evaluated_at < TIMESTAMP '{end}')
-    SELECT 'cases' AS tbl, source_system,
-           count(*) AS produced,
-           count(reported_at) AS submitted,
-           count(*) FILTER (WHERE date_diff('second', finished_at, reported_at) <= {limit_seconds})
-               AS on_time,
-           count(matter_code) AS with_matter
-    FROM c GROUP BY source_system
-    UNION ALL
-    SELECT 'evaluations', NULL, count(*), count(reported_at),
-           count(*) FILTER (WHERE date_diff('second', evaluated_at, reported_at) <= {limit_seconds}),
-           count(*) FILTER (WHERE linked)
-    FROM e
-    """
+    in_p = f"BETWEEN TIMESTAMP '{start}' AND TIMESTAMP '{end}' - INTERVAL 1 MICROSECOND"
     con = duckdb.connect()
     try:
-        return con.execute(sql).df()
+        con.execute(f"CREATE TEMP VIEW c AS SELECT * FROM {cases} WHERE finished_at {in_p}")
+        con.execute(f"""
+        CREATE TEMP TABLE e AS
+        SELECT e.*, ac.case_id IS NOT NULL AS linked, ac.finished_at AS case_finished,
+               ac.unit_id AS case_unit,
+               CASE WHEN ac.case_id IS NOT NULL AND e.attempt = 1 THEN row_number() OVER (
+                   PARTITION BY e.case_id, ac.case_id IS NOT NULL AND e.attempt = 1
+                   ORDER BY e.evaluated_at, e.eval_id) END AS rn
+        FROM {evals} e LEFT JOIN (SELECT case_id, unit_id, finished_at FROM {cases}) ac USING (case_id)
+        WHERE e.evaluated_at {in_p}""")
+        case_on_time = f"date_diff('second', finished_at, reported_at) BETWEEN 0 AND {limit_seconds}"
+        eval_on_time = f"date_diff('second', evaluated_at, reported_at) BETWEEN 0 AND {limit_seconds}"
+        out = {
+            "cases_by_system": con.execute(f"""
+                SELECT source_system, count(*) AS produced, count(reported_at) AS submitted,
+                       count(*) FILTER (WHERE {case_on_time}) AS on_time,
+                       count(matter_code) AS with_matter
+                FROM c GROUP BY source_system""").df(),
+            "evaluations_by_unit": con.execute(f"""
+                SELECT coalesce(case_unit, unit_id) AS unit_id, count(*) AS produced,
+                       count(reported_at) AS submitted,
+                       count(*) FILTER (WHERE {eval_on_time}) AS on_time,
+                       count(*) FILTER (WHERE linked) AS linked,
+                       count(*) FILTER (WHERE case_id IS NOT NULL AND NOT linked) AS orphans,
+                       count(*) FILTER (WHERE rn > 1) AS duplicates,
+                       count(*) FILTER (WHERE evaluated_at < case_finished) AS before_case,
+                       count(*) FILTER (WHERE linked AND unit_id <> case_unit) AS unit_conflicts
+                FROM e GROUP BY ALL""").df(),
+            "by_day": con.execute(f"""
+                SELECT CAST(evaluated_at AS DATE) AS day, count(*) AS produced,
+                       count(*) FILTER (WHERE {eval_on_time}) AS on_time
+                FROM e GROUP BY ALL ORDER BY day""").df(),
+            "completeness": con.execute(
+                "SELECT "
+                + ", ".join(
+                    f"count({col}) AS {col}"
+                    for col in (
+                        "case_id",
+                        "unit_id",
+                        "matter_code",
+                        "region_code",
+                        "accepted_at",
+                        "finished_at",
+                        "reported_at",
+                        "source_system",
+                    )
+                )
+                + " FROM c"
+            ).df(),
+        }
+        return out
     finally:
         con.close()
