@@ -258,6 +258,11 @@ class Settings:
     # high_invalid_bad
     invalid_min: int = _s(5, "无效差评：单位至少 5 条才报")
     invalid_factor: float = _s(3.0, "无效差评率至少为同层级基线的 3 倍")
+    invalid_peer_max_unit_share: float = _s(
+        0.5,
+        "同层级合计比率中单个单位的评价超过一半时，该比率主要是这个单位自己的（参考通报中张店区税务局即占"
+        "市直部门办件的一半以上；它若无差评，其他部门都会显得偏多），改用全市合计比率作基线",
+    )
 
     def table(self) -> pd.DataFrame:
         """The settings as a table: 参数, 取值, 依据."""
@@ -1383,14 +1388,20 @@ def detect_high_invalid_bad(ctx: Context) -> pd.DataFrame:
     """无效差评偏多: invalid 差评 per evaluation far above the level's rate.
 
     The rate is invalid 差评 / evaluations the citizens made in the period (system defaults
-    excluded); the baseline is the pooled rate of the unit's level. Flagged with at least
-    ``invalid_min`` invalid 差评, a rate of at least ``invalid_factor`` × baseline, and a Chernoff
-    bound below ``alpha``. Severity = 1 − baseline/rate.
+    excluded); the baseline is the pooled rate of the unit's level, or the city's pooled rate when
+    one unit makes more than ``invalid_peer_max_unit_share`` of its level's evaluations (the level's
+    rate would then be mostly that unit's own). Flagged with at least ``invalid_min`` invalid 差评,
+    a rate of at least ``invalid_factor`` × baseline, and a Chernoff bound below ``alpha``.
+    Severity = 1 − baseline/rate.
     """
     s = ctx.settings
     st = ctx.stats
     level = ctx.units["level"]
-    base = st.groupby(level)["n_invalid_bad"].sum() / st.groupby(level)["n_citizen"].sum().replace(0, np.nan)
+    by_level = st.groupby(level)["n_citizen"]
+    base = st.groupby(level)["n_invalid_bad"].sum() / by_level.sum().replace(0, np.nan)
+    dominated = by_level.max() > s.invalid_peer_max_unit_share * by_level.sum()
+    city_rate = st["n_invalid_bad"].sum() / st["n_citizen"].sum() if st["n_citizen"].sum() else np.nan
+    base = base.where(~dominated, city_rate)
     p = level.map(base).fillna(0).astype(float)
     n, k = st["n_citizen"], st["n_invalid_bad"]
     rate = (k / n.where(n > 0)).fillna(0)
@@ -1610,11 +1621,14 @@ def evaluate(findings: pd.DataFrame, truth: dict) -> pd.DataFrame:
     """Unit-level precision and recall per kind against a ground truth (synth's ``truth.json``).
 
     A finding is a true positive when the truth lists the same (kind, unit_id). Precision is
-    TP/(TP+FP) and recall TP/(TP+FN); undefined ones (no findings, or no truth) are NaN.
+    TP/(TP+FP) and recall TP/(TP+FN); undefined ones (no findings, or no truth) are NaN. Pairs the
+    truth lists under ``unscored`` (e.g. units the published figures put in the ambiguous band of
+    the 主动评价率 limit) count neither way: a finding there is not a false positive, and its absence
+    not a false negative.
 
     Args:
         findings: the findings table.
-        truth: {"anomalies": [{"kind", "unit_id", ...}, ...]}.
+        truth: {"anomalies": [{"kind", "unit_id", ...}, ...], "unscored": [...]}.
 
     Returns:
         One row per kind (KINDS order) and a 合计 row: kind, kind_cn, truth, found, tp, fp, fn,
@@ -1625,6 +1639,7 @@ def evaluate(findings: pd.DataFrame, truth: dict) -> pd.DataFrame:
     found_pairs = (
         set(zip(findings["kind"], findings["unit_id"].astype("str"), strict=True)) if len(findings) else set()
     )
+    found_pairs -= _unscored_pairs(truth) - true_pairs
     rows = []
     extra = sorted({k for k, _ in true_pairs | found_pairs} - set(KINDS))
     for kind in [*KINDS, *extra]:
@@ -1649,12 +1664,22 @@ def evaluate(findings: pd.DataFrame, truth: dict) -> pd.DataFrame:
     return out
 
 
+def _unscored_pairs(truth: dict | list) -> set[tuple[str, str]]:
+    """(kind, unit_id) pairs the truth lists as not scored (truth["unscored"])."""
+    items = truth.get("unscored", []) if isinstance(truth, dict) else []
+    return {(a["kind"], str(a["unit_id"])) for a in items if a.get("unit_id") is not None}
+
+
 def mismatches(findings: pd.DataFrame, truth: dict, kind: str | None = None) -> pd.DataFrame:
     """The false positives and false negatives, unit by unit (for telling truth from detector)."""
     items = truth.get("anomalies", []) if isinstance(truth, dict) else list(truth)
     t = pd.DataFrame(
         [{"kind": a["kind"], "unit_id": str(a["unit_id"])} for a in items], columns=["kind", "unit_id"]
     )
+    unscored = _unscored_pairs(truth)
+    if unscored and len(findings):
+        pairs = pd.Series(list(zip(findings["kind"], findings["unit_id"].astype(str), strict=True)))
+        findings = findings[~pairs.isin(unscored).to_numpy()]
     f = findings[["kind", "unit_id", "measure", "expected", "description"]]
     m = t.assign(in_truth=True).merge(f.assign(found=True), on=["kind", "unit_id"], how="outer")
     m = m[m["in_truth"].isna() | m["found"].isna()]

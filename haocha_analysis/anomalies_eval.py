@@ -13,7 +13,6 @@ import time
 import click
 import pandas as pd
 
-from .anomalies import detect, evaluate, mismatches
 from .errors import HaochaInputError
 from .periods import parse_period
 from .reference import CityReference, load_city
@@ -44,6 +43,8 @@ def run_scenario(
     Returns:
         (the evaluate() table, {"findings", "truth", "seconds_detect", "seconds_generate", "units"}).
     """
+    from . import anomalies  # imported here: anomalies registers this module's command at its end
+
     synth = synth or _synth()
     p = parse_period(period)
     t0 = time.perf_counter()
@@ -54,9 +55,9 @@ def run_scenario(
         else {}
     )
     t1 = time.perf_counter()
-    findings = detect(ref, result.tables, p, history=history)
+    findings = anomalies.detect(ref, result.tables, p, history=history)
     t2 = time.perf_counter()
-    table = evaluate(findings, result.truth)
+    table = anomalies.evaluate(findings, result.truth)
     info = {
         "findings": findings,
         "truth": result.truth,
@@ -99,6 +100,7 @@ def evaluate_detectors_command(city: str, period: str, scales: str, seed: int, h
     """异常检测效果评估：各类异常在单位层面的精确率、召回率，以及 clean 场景每百个单位的误报数。"""
     import sys
 
+    from . import anomalies
     from .errors import EXIT_INPUT_ERROR
 
     try:
@@ -120,7 +122,7 @@ def evaluate_detectors_command(city: str, period: str, scales: str, seed: int, h
                 f"每百个单位误报 {100 * fp / info['units']:.2f} 条（目标 < 1；共 {info['units']} 个单位）=="
             )
             click.echo(_fmt(table[(table["truth"] > 0) | (table["found"] > 0)]))
-            wrong = mismatches(info["findings"], info["truth"])
+            wrong = anomalies.mismatches(info["findings"], info["truth"])
             if len(wrong):
                 click.echo(
                     wrong[["error", "kind", "unit_id", "description"]].fillna("").to_string(index=False)

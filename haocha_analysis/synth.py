@@ -41,6 +41,7 @@ from .storage import write_tables
 from .synth_inject import Injected, Injector
 from .synth_matters import catalogue_arrays
 from .synth_plan import (
+    ACTIVE_CLEARLY_LOW,
     KIND_CITY,
     KIND_CITY_PUBLIC,
     KIND_DISTRICT,
@@ -58,6 +59,18 @@ DEFAULT_SCENARIO = "default"
 SEASONALITY = {1: 0.80, 2: 1.00, 3: 1.03, 4: 1.10}
 QUARTERLY_GROWTH = 1.04
 LIMIT_S = int(REPORT_DELAY_LIMIT.total_seconds())
+# Per-unit raw 差评 rates: the scenario's bad_rate × lognormal(0, BAD_RATE_SIGMA).
+BAD_RATE_SIGMA = 0.5
+# An observer can only judge a unit's 差评 against its peers: a low but common rate is the lower
+# quartile of the unit rates, bad_rate × exp(BAD_RATE_SIGMA × z₀.₂₅) (z₀.₂₅ = −0.6745), the
+# baseline the too_perfect detector estimates (anomalies.Settings.too_perfect_baseline_quantile).
+PEER_BASELINE_Z = -0.6745
+# high_invalid_bad: the injected unit's expected raw 差评 at the injected rate, at any scale
+# (three times the detector's minimum of 5, anomalies.Settings.invalid_min).
+HIGH_INVALID_MIN_RECORDS = 15
+# low_active truth: the one fixed floor of cases, the smallest n at which the detector's documented
+# rule can confirm a share under 5% at all: (1 − 0.05)^n < 0.01 ⇔ n ≥ 90 (anomalies.Settings).
+LOW_ACTIVE_TRUTH_MIN_CASES = 90
 
 
 @dataclass
@@ -150,7 +163,7 @@ def _unit_rates(plan: pd.DataFrame, rng: np.random.Generator, scen: dict, scale:
     base = scen.get("baseline") or {}
     inj = scen.get("anomalies") or {}
     rate = float(base.get("bad_rate", 0.0008))
-    plan["bad_rate"] = rate * np.exp(rng.normal(0, 0.5, len(plan)))
+    plan["bad_rate"] = rate * np.exp(rng.normal(0, BAD_RATE_SIGMA, len(plan)))
     known = plan["active_known"].to_numpy()
     citizen = (
         plan["active"].to_numpy() * known + plan["cases"].to_numpy() * ~known + plan["unlinked"].to_numpy()
@@ -159,10 +172,15 @@ def _unit_rates(plan: pd.DataFrame, rng: np.random.Generator, scen: dict, scale:
     plan["injected_too_perfect"] = False
     plan["injected_high_invalid_bad"] = False
     used = plan["injected_zero"] | plan["injected_low_volume"] | plan["_low_active"]
+    # too_perfect: units large enough that an observer, who knows only the peers' rates, expects at
+    # least ``min_expected`` raw 差评 at the peer baseline (see PEER_BASELINE_Z), so seeing none is
+    # improbable: P(0) ≈ exp(−min_expected). The truth states that expectation, not the unit's own.
+    peer_rate = rate * float(np.exp(BAD_RATE_SIGMA * PEER_BASELINE_Z))
+    plan["expected_bad_at_peer_rate"] = citizen * peer_rate
     spec = inj.get("too_perfect") or {}
     if spec:
-        need = float(spec.get("min_expected", 8))
-        cand = np.flatnonzero((citizen * plan["bad_rate"].to_numpy() >= need) & ~used.to_numpy() & known)
+        need = float(spec.get("min_expected", 10))
+        cand = np.flatnonzero((citizen * peer_rate >= need) & ~used.to_numpy())
         picks = _pick(rng, plan, spec, cand)
         plan.loc[picks, "expected_bad"] = citizen[picks] * plan.loc[picks, "bad_rate"].to_numpy()
         plan.loc[picks, "bad_rate"] = 0.0
@@ -170,11 +188,15 @@ def _unit_rates(plan: pd.DataFrame, rng: np.random.Generator, scen: dict, scale:
     spec = inj.get("high_invalid_bad") or {}
     if spec:
         taken = plan["injected_too_perfect"].to_numpy() | used.to_numpy()
+        inj_rate = float(spec.get("rate", 0.03))
+        min_records = float(spec.get("min_records", HIGH_INVALID_MIN_RECORDS))
         cand = np.flatnonzero(
-            (citizen >= max(40, 1500 * scale)) & ~taken & (plan["kind"] != KIND_DISTRICT).to_numpy()
+            (citizen >= max(min_records / inj_rate, 1500 * scale))
+            & ~taken
+            & (plan["kind"] != KIND_DISTRICT).to_numpy()
         )
         picks = _pick(rng, plan, spec, cand)
-        plan.loc[picks, "bad_rate"] = float(spec.get("rate", 0.03))
+        plan.loc[picks, "bad_rate"] = inj_rate
         plan.loc[picks, "injected_high_invalid_bad"] = True
 
 
@@ -343,24 +365,26 @@ def build_truth(
                 },
             )
         )
-    # low_active: the scenario's units, and units the published figures themselves make near-inactive.
-    known = plan["active_known"].to_numpy()
-    share = plan["active"] / plan["cases"].clip(lower=1)
-    min_cases = max(100, 1000 * scale)
-    ref_low = known & (plan["cases"] >= min_cases).to_numpy() & (share < 0.05).to_numpy()
-    for i in np.flatnonzero(plan["_low_active"].to_numpy() | ref_low):
+    # low_active: every unit whose planned 主动评价率 is under the detector's limit and whose case
+    # count makes that observable (low_active_truth); injected ones and those the published figures
+    # force (source "reference"). Units the figures put in the ambiguous band are listed as unscored.
+    unscored = []
+    for i, scored in low_active_truth(plan):
         injected_here = bool(plan.at[i, "_low_active"])
-        entries.append(
-            _entry(
-                "low_active",
-                unit_ids[i],
-                level_table[i],
-                [],
-                int(plan.at[i, "active"]),
-                {"cases": int(plan.at[i, "cases"]), "active_share": round(float(share.iat[i]), 4)},
-                "injected" if injected_here else "reference",
-            )
+        entry = _entry(
+            "low_active",
+            unit_ids[i],
+            level_table[i],
+            [],
+            int(plan.at[i, "active"]),
+            {
+                "cases": int(plan.at[i, "cases"]),
+                "active_share": round(float(plan.at[i, "active"] / max(plan.at[i, "cases"], 1)), 4),
+                "band": "clearly_low" if scored else "ambiguous",
+            },
+            "injected" if injected_here else "reference",
         )
+        (entries if scored else unscored).append(entry)
     first_sat = rec.evals["sat"]
     units_e = rec.evals["unit"]
     for i in np.flatnonzero(plan["injected_too_perfect"].to_numpy()):
@@ -372,7 +396,12 @@ def build_truth(
                 "evaluations",
                 [],
                 int(plan.at[i, "citizen_evaluations"]),
-                {"expected_raw_bad_at_baseline": round(float(plan.at[i, "expected_bad"]), 2), "raw_bad": raw},
+                {
+                    "expected_raw_bad_at_peer_rate": round(float(plan.at[i, "expected_bad_at_peer_rate"]), 2),
+                    "p_zero_at_peer_rate": float(np.exp(-plan.at[i, "expected_bad_at_peer_rate"])),
+                    "expected_raw_bad_at_own_rate": round(float(plan.at[i, "expected_bad"]), 2),
+                    "raw_bad": raw,
+                },
             )
         )
     for i in np.flatnonzero(plan["injected_high_invalid_bad"].to_numpy()):
@@ -416,8 +445,34 @@ def build_truth(
         "generator_version": GENERATOR_VERSION,
         "targets": str(plan["targets"].iat[0]) if "targets" in plan else "",
         "anomalies": entries,
+        "unscored": unscored,
         "record_level": counts,
     }
+
+
+def low_active_truth(plan: pd.DataFrame) -> list[tuple[int, bool]]:
+    """Plan rows of the low_active truth, each with whether it is scored.
+
+    Listed: units whose active flag is known, whose planned share is under the detector's limit
+    (anomalies.Settings.low_active_max_share, 5%) and with at least LOW_ACTIVE_TRUTH_MIN_CASES cases
+    (one fixed floor: below 90 cases not even 0 active is confidently under 5%, as (1 − 5%)^n ≥ 1%).
+    Scored: those planned clearly low (share ≤ ACTIVE_CLEARLY_LOW) whose planned counts pass the
+    detector's documented test (P(X ≤ k | n, 5%) < 1%, Chernoff bound). The generator plans no unit
+    between ACTIVE_CLEARLY_LOW and ACTIVE_NORMAL_MIN unless the published figures force it (e.g.
+    市场监管局 16 of 424); those are listed unscored (truth["unscored"]): no observer can call them
+    either way at these sizes, so neither a finding nor its absence is an error.
+    """
+    from .anomalies import Settings, binomial_tail_bound
+
+    s = Settings()
+    known = plan["active_known"].to_numpy()
+    cases = plan["cases"].to_numpy()
+    active = plan["active"].to_numpy()
+    share = active / np.maximum(cases, 1)
+    listed = known & (cases >= LOW_ACTIVE_TRUTH_MIN_CASES) & (share < s.low_active_max_share)
+    bound = binomial_tail_bound(active, cases, np.full(len(cases), s.low_active_max_share), lower=True)
+    scored = (share <= ACTIVE_CLEARLY_LOW) & (bound < s.low_active_alpha)
+    return [(int(i), bool(scored[i])) for i in np.flatnonzero(listed | plan["_low_active"].to_numpy())]
 
 
 def _entry(kind, unit_id, table, ids, count, detail, source="injected") -> dict:

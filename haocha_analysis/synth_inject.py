@@ -16,6 +16,17 @@ from .synth_plan import KIND_CITY, KIND_DEPT, KIND_PUBLIC, KIND_TOWN, KIND_VILLA
 from .synth_records import CH, DAY, NA, ONSITE, REMOTE, Calendar, Records, cap_to_period, channel_delays
 
 HALL_KINDS = (KIND_DEPT, KIND_WINDOW, KIND_TOWN, KIND_CITY)
+# Fewest records an injection has at any scale (sizes are × scale, then at least this): twice the
+# minimum the detector documents (anomalies.Settings), so a tiny scale keeps injections observable.
+MIN_RECORDS = {
+    "duplicates": 6,  # duplicates_min 3
+    "eval_before_case": 6,  # before_case_min 3
+    "staff_reentry": 40,  # reentry_min_cases 20
+    "backfill_burst": 10,  # burst_min_size_after_hours 5 (the bursts are after hours)
+    "late_aggregation": 20,  # late_min_cases 10 (late cases)
+    "low_onsite": 60,  # min_first_evaluations 30 (the unit's on-site evaluations before)
+    "missing_reported_at": 10,  # a record-level count, not a unit anomaly: enough to see
+}
 
 
 @dataclass
@@ -33,7 +44,7 @@ class Injected:
 
 
 def _size(spec_value, scale: float, rng: np.random.Generator, minimum: int = 3) -> int:
-    """A size from the scenario (a number or a [low, high] range), times the scale."""
+    """A size from the scenario (a number or a [low, high] range), times the scale, at least ``minimum``."""
     if isinstance(spec_value, list | tuple):
         value = rng.integers(int(spec_value[0]), int(spec_value[1]) + 1)
     else:
@@ -108,7 +119,8 @@ class Injector:
         """Windows with almost no on-site evaluation: on-site channels re-channelled to remote ones."""
         onsite_first = np.isin(self._first("channel"), ONSITE)
         counts = np.bincount(self.rec.cases["unit"][onsite_first], minlength=len(self.plan))
-        cand = np.flatnonzero(np.isin(self.kinds, HALL_KINDS) & (counts >= max(20, 300 * self.scale)))
+        floor = max(MIN_RECORDS["low_onsite"], 300 * self.scale)
+        cand = np.flatnonzero(np.isin(self.kinds, HALL_KINDS) & (counts >= floor))
         keep = float(spec.get("keep_share", 0.03))
         for u in self._pick_units(spec, cand, weight=np.sqrt(counts)):
             rows = np.flatnonzero(onsite_first & (self.rec.cases["unit"] == u))
@@ -146,7 +158,7 @@ class Injector:
         eligible = np.bincount(c["unit"][ok_first], minlength=len(self.plan))
         cand = np.flatnonzero(
             np.isin(self.kinds, (KIND_DEPT, KIND_WINDOW, KIND_TOWN))
-            & (eligible >= max(60, 1500 * self.scale))
+            & (eligible >= max(20 * MIN_RECORDS["backfill_burst"], 1500 * self.scale))
         )
         for u in self._pick_units(spec, cand):
             op = int(self.rec.op_offset[u] + self.rng.integers(self.rec.op_count[u]))
@@ -159,8 +171,11 @@ class Injector:
                 t0 = day + int(self.rng.integers(int(18.75 * 3600), 22 * 3600))
                 window = (c["finished"] <= t0 - lo * DAY) & (c["finished"] >= t0 - hi * DAY)
                 rows = self._unit_cases(u, ok_first & window)
-                size = min(_size(spec.get("burst_size", [30, 90]), self.scale, self.rng), len(rows))
-                if size == 0:
+                size = _size(
+                    spec.get("burst_size", [30, 90]), self.scale, self.rng, MIN_RECORDS["backfill_burst"]
+                )
+                size = min(size, len(rows))
+                if size < MIN_RECORDS["backfill_burst"]:
                     continue
                 rows = np.sort(self.rng.choice(rows, size, replace=False))
                 times = t0 + np.cumsum(self.rng.integers(2, 20, size))
@@ -189,11 +204,10 @@ class Injector:
 
     def late_aggregation(self, spec: dict) -> None:
         """Cases reported to the evaluation system days after they finished."""
-        cand = self._volume_units(
-            (KIND_DEPT, KIND_WINDOW, KIND_PUBLIC, KIND_TOWN, KIND_CITY), max(20, 500 * self.scale)
-        )
         lo, hi = spec.get("delay_days", [1, 12])
         share = float(spec.get("share", 0.5))
+        floor = max(2 * MIN_RECORDS["late_aggregation"] / share, 500 * self.scale)
+        cand = self._volume_units((KIND_DEPT, KIND_WINDOW, KIND_PUBLIC, KIND_TOWN, KIND_CITY), floor)
         c = self.rec.cases
         for u in self._pick_units(spec, cand):
             rows = self._unit_cases(u)
@@ -219,13 +233,16 @@ class Injector:
 
     def duplicates(self, spec: dict) -> list[np.ndarray]:
         """A second attempt-1 evaluation of an evaluated case: same satisfaction, new eval_id, later."""
-        cand = self._volume_units((*HALL_KINDS, KIND_PUBLIC), max(20, 300 * self.scale))
+        cand = self._volume_units(
+            (*HALL_KINDS, KIND_PUBLIC), max(10 * MIN_RECORDS["duplicates"], 300 * self.scale)
+        )
         e = self.rec.evals
         ok = (self._first("sat") >= 3) & (self._first("evaluated") < self.cal.end_s - 3 * 3600)
         new_rows = []
         for u in self._pick_units(spec, cand):
             rows = self._unit_cases(u, ok)
-            size = min(_size(spec.get("count", [15, 60]), self.scale, self.rng), len(rows))
+            size = _size(spec.get("count", [15, 60]), self.scale, self.rng, MIN_RECORDS["duplicates"])
+            size = min(size, len(rows))
             rows = np.sort(self.rng.choice(rows, size, replace=False))
             start = len(e["case"]) + sum(len(r) for r in new_rows)
             new_rows.append(rows)
@@ -255,11 +272,13 @@ class Injector:
         """One operator enters many evaluations as the evaluator: one operator and one evaluator key."""
         c, e = self.rec.cases, self.rec.evals
         active_n = np.bincount(c["unit"][self._first("active") == 1], minlength=len(self.plan))
-        cand = np.flatnonzero(np.isin(self.kinds, HALL_KINDS) & (active_n >= max(30, 600 * self.scale)))
+        floor = max(4 * MIN_RECORDS["staff_reentry"], 600 * self.scale)
+        cand = np.flatnonzero(np.isin(self.kinds, HALL_KINDS) & (active_n >= floor))
         for u in self._pick_units(spec, cand):
             op = int(self.rec.op_offset[u] + self.rng.integers(self.rec.op_count[u]))
             rows = self._unit_cases(u, self._first("active") == 1)
-            size = min(_size(spec.get("count", [40, 120]), self.scale, self.rng), len(rows))
+            size = _size(spec.get("count", [40, 120]), self.scale, self.rng, MIN_RECORDS["staff_reentry"])
+            size = min(size, len(rows))
             rows = np.sort(self.rng.choice(rows, size, replace=False))
             e["person"][rows] = self.rec.staff_person_base + op
             e["operator"][rows] = op
@@ -282,12 +301,13 @@ class Injector:
         active_n = np.bincount(c["unit"][self._first("active") == 1], minlength=len(self.plan))
         cand = np.flatnonzero(
             np.isin(self.kinds, (*HALL_KINDS, KIND_PUBLIC, KIND_VILLAGE))
-            & (active_n >= max(20, 300 * self.scale))
+            & (active_n >= max(10 * MIN_RECORDS["eval_before_case"], 300 * self.scale))
         )
         inside = (c["finished"] >= self.cal.start_s + 3 * DAY) & (c["finished"] < self.cal.end_s - 3 * DAY)
         for u in self._pick_units(spec, cand):
             rows = self._unit_cases(u, inside & (self._first("active") == 1))
-            size = min(_size(spec.get("count", [8, 30]), self.scale, self.rng), len(rows))
+            size = _size(spec.get("count", [8, 30]), self.scale, self.rng, MIN_RECORDS["eval_before_case"])
+            size = min(size, len(rows))
             rows = np.sort(self.rng.choice(rows, size, replace=False))
             early = self.rng.integers(300, 2 * DAY, size)
             e["evaluated"][rows] = c["finished"][rows] - early
@@ -306,8 +326,9 @@ class Injector:
 
     def missing_reported_at(self, spec: dict) -> dict:
         """Records whose source gave no report time (a record-level count, not a unit anomaly)."""
-        cand = self._volume_units((KIND_DEPT, KIND_TOWN, KIND_PUBLIC), max(10, 200 * self.scale))
         share = float(spec.get("share", 0.2))
+        floor = max(2 * MIN_RECORDS["missing_reported_at"] / share, 200 * self.scale)
+        cand = self._volume_units((KIND_DEPT, KIND_TOWN, KIND_PUBLIC), floor)
         units, n_cases, n_evals = [], 0, 0
         c, e = self.rec.cases, self.rec.evals
         for u in self._pick_units(spec, cand):

@@ -39,6 +39,20 @@ ACTIVE_BETA = {
     KIND_CITY: (1.5, 2.0),
     KIND_CITY_PUBLIC: (1.5, 3.0),
 }
+# Planned active shares come in two clearly separated bands, so that whether a unit's 主动评价率 is
+# low never hinges on noise around the detector's limit (anomalies.Settings.low_active_max_share, 5%):
+# every unit is planned at ACTIVE_NORMAL_MIN (twice the limit) or more, unless the published figures
+# force its district (or itself, for a city department) lower; a scenario's low_active units are
+# planned at LOW_ACTIVE_SHARE, well under ACTIVE_CLEARLY_LOW (a fifth of the limit).
+ACTIVE_NORMAL_MIN = 0.10
+ACTIVE_CLEARLY_LOW = 0.01
+LOW_ACTIVE_SHARE = 0.002
+# A low_active injection needs a unit with at least this many cases at any scale: with ≤ 1% active
+# among 300 cases the detector's rule (P(X ≤ k | n, 5%) < 1%) holds by a wide margin.
+LOW_ACTIVE_MIN_CASES = 300
+# zero_data / low_volume injections: the unit's usual volume at least this many records at any scale
+# (the history-based low-volume check needs ≥ 10 expected; cutting 40 to ~3 is beyond chance).
+PLAN_INJECTION_MIN_RECORDS = 40.0
 # Dirichlet concentration and share of units left at zero when a cell total is spread over its units.
 SPLIT = {"public": (0.8, 0.2), "towns": (1.5, 0.08), "villages": (0.7, 0.22)}
 # Typical quarterly evaluations of a unit when no target is given (median, lognormal sigma).
@@ -91,25 +105,69 @@ def scaled(x: float, scale: float) -> int:
     return int(np.floor(float(x) * scale + 0.5))
 
 
-def capped_multinomial(
-    rng: np.random.Generator, total: int, weights: np.ndarray, caps: np.ndarray
+def apportion(rng: np.random.Generator, total: int, quotas: np.ndarray) -> np.ndarray:
+    """Integer counts summing to ``total``, each the floor or ceiling of its (fractional) quota.
+
+    Largest remainders get the leftover units (ties in random order); ``quotas`` must sum to
+    ``total``. A unit's count is therefore within 1 of its quota, never above its cap when the quota
+    is at most the cap.
+    """
+    quotas = np.asarray(quotas, dtype=float)
+    out = np.floor(quotas).astype(np.int64)
+    left = int(total) - int(out.sum())
+    if left > 0:
+        frac = quotas - out
+        order = np.lexsort((rng.random(len(quotas)), -frac))
+        out[order[:left]] += 1
+    return out
+
+
+def district_active(
+    rng: np.random.Generator, total: int, cases: np.ndarray, propensity: np.ndarray, low: np.ndarray
 ) -> np.ndarray:
-    """Spread ``total`` over slots in proportion to ``weights`` with no slot above its cap."""
-    caps = np.asarray(caps, dtype=np.int64)
-    if total > caps.sum():
-        raise ValueError(f"cannot place {total} in slots holding {caps.sum()}")
-    out = np.zeros(len(caps), dtype=np.int64)
-    w = np.asarray(weights, dtype=float).copy()
-    remaining = int(total)
-    while remaining > 0:
-        free = out < caps
-        p = np.where(free, w, 0.0)
-        if p.sum() <= 0:
-            p = np.where(free, 1.0, 0.0)
-        out += rng.multinomial(remaining, p / p.sum())
-        over = np.maximum(out - caps, 0)
-        out -= over
-        remaining = int(over.sum())
+    """Active first evaluations per unit of one district: exactly ``total``, in two clear bands.
+
+    The ``low`` units (a scenario's low_active) get LOW_ACTIVE_SHARE of their cases. The others get
+    shares r = clip(λ·propensity, floor, 1) with λ solved so that the counts add up to ``total``,
+    where floor = ACTIVE_NORMAL_MIN, or the district's remaining share when that is lower (then the
+    published total itself forces every unit below the normal band, and each gets that share).
+    Counts are the shares × cases rounded by largest remainder, so a unit's share is within one case
+    of its planned share (no binomial noise into the band around the detector's limit).
+    """
+    cases = np.asarray(cases, dtype=np.int64)
+    low = np.asarray(low, dtype=bool)
+    out = np.zeros(len(cases), dtype=np.int64)
+    if len(cases) == 0 or total <= 0:
+        return out
+    out[low] = np.minimum(np.floor(cases[low] * LOW_ACTIVE_SHARE + 0.5).astype(np.int64), cases[low])
+    rest = int(total) - int(out.sum())
+    normal = ~low
+    n = cases[normal].astype(float)
+    if rest < 0 or rest > n.sum():
+        raise ValueError(f"cannot place {total} active evaluations in units holding {cases.sum()} cases")
+    share = rest / n.sum() if n.sum() else 0.0
+    floor = min(ACTIVE_NORMAL_MIN, share)
+    p = np.maximum(np.asarray(propensity, dtype=float)[normal], 1e-6)
+
+    def placed(lam: float) -> float:
+        return float((n * np.clip(lam * p, floor, 1.0)).sum())
+
+    lo_l, hi_l = 0.0, 1.0 / p.min()
+    for _ in range(100):  # bisection: placed() is continuous and non-decreasing in λ
+        mid = (lo_l + hi_l) / 2
+        lo_l, hi_l = (mid, hi_l) if placed(mid) < rest else (lo_l, mid)
+    r = np.clip(hi_l * p, floor, 1.0)
+    quotas = n * r
+    quotas *= rest / quotas.sum() if quotas.sum() else 0.0
+    quotas = np.minimum(quotas, n)
+    # Rescaling may have pushed a few quotas over their cases: hand the excess to units with room.
+    excess = rest - quotas.sum()
+    while excess > 1e-6:
+        room = n - quotas
+        add = np.minimum(room, excess * room / room.sum())
+        quotas += add
+        excess = rest - quotas.sum()
+    out[normal] = apportion(rng, rest, quotas)
     return out
 
 
@@ -229,7 +287,7 @@ def target_plan(
     # Phase B: the scenario's zero_data and low_volume units, among units of multi-unit cells (towns,
     # villages, public services) with a volume worth noticing; their siblings take their share.
     pos = {u: i for i, u in enumerate(plan["unit_id"])}
-    floor = max(float(zero.get("min_expected", 40)) * scale, 8.0)
+    floor = max(float(zero.get("min_expected", 40)) * scale, PLAN_INJECTION_MIN_RECORDS)
     cand = np.array(
         [
             i
@@ -292,16 +350,20 @@ def target_plan(
             plan.loc[w0, "base_volume"] = max(o_d, 1)
         active_targets[dname] = a_d
 
-    # Exactly a_d active first evaluations per district, spread unevenly over the district's units;
+    # Exactly a_d active first evaluations per district, spread unevenly over the district's units
+    # but every unit clearly normal (≥ ACTIVE_NORMAL_MIN) unless the district total forces less;
     # the scenario's low_active units get almost none (their district total is unchanged).
     shares = {d: a / max(district_t[d][0], 1) for d, a in active_targets.items()}
     mark_low_active(plan, rng, low_act, shares, scale)
     for dname, a_d in active_targets.items():
         case_units = np.flatnonzero((plan["district"].to_numpy() == dname) & (plan["cases"].to_numpy() > 0))
-        caps = plan.loc[case_units, "cases"].to_numpy()
-        weights = caps * plan.loc[case_units, "active_p"].to_numpy()
-        weights = weights * np.where(plan.loc[case_units, "_low_active"].to_numpy(), 0.002, 1.0)
-        plan.loc[case_units, "active"] = capped_multinomial(rng, a_d, weights, caps)
+        plan.loc[case_units, "active"] = district_active(
+            rng,
+            a_d,
+            plan.loc[case_units, "cases"].to_numpy(),
+            plan.loc[case_units, "active_p"].to_numpy(),
+            plan.loc[case_units, "_low_active"].to_numpy(),
+        )
 
     city = dict(targets.get("city_departments", {}))
     for name, t in city.items():
@@ -338,7 +400,9 @@ def generic_plan(ref: CityReference, scale: float, rng: np.random.Generator, sce
     unlinked = np.where(cityish, 0, rng.binomial(total, share))
     plan["cases"] = total - unlinked
     plan["unlinked"] = unlinked
-    plan["active"] = rng.binomial(plan["cases"].to_numpy(), plan["active_p"].to_numpy())
+    # Active shares in the normal band (no target forces lower), rounded randomly (within one case).
+    quota = plan["cases"].to_numpy() * np.maximum(plan["active_p"].to_numpy(), ACTIVE_NORMAL_MIN)
+    plan["active"] = np.floor(quota + rng.random(len(plan))).astype(np.int64)
     plan["base_volume"] = np.maximum(vol, 1.0) * (kinds != KIND_DISTRICT)
     plan["cell"] = np.where(kinds == KIND_DISTRICT, "", "generic")
     plan["injected_zero"] = False
@@ -365,9 +429,12 @@ def mark_low_active(
     if spec.get("unit_ids"):
         plan.loc[plan["unit_id"].isin(spec["unit_ids"]), "_low_active"] = True
         return
-    # Department units of districts whose active share leaves room for one unit near zero.
-    floor = max(20.0, float(spec.get("min_volume", 800)) * scale)
-    cand = np.flatnonzero(((plan["kind"] == KIND_DEPT) & (plan["base_volume"] >= floor)).to_numpy())
+    # Department units of districts whose active share leaves room for one unit near zero, with
+    # enough cases at any scale (LOW_ACTIVE_MIN_CASES) for a near-zero share to be observable.
+    floor = max(
+        float(spec.get("min_cases", LOW_ACTIVE_MIN_CASES)), float(spec.get("min_volume", 800)) * scale
+    )
+    cand = np.flatnonzero(((plan["kind"] == KIND_DEPT) & (plan["cases"] >= floor)).to_numpy())
     cand = rng.permutation(cand)
     chosen, used = [], set()
     for i in cand:

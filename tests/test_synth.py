@@ -11,12 +11,15 @@ import yaml
 from click.testing import CliRunner
 
 from haocha_analysis import synth
+from haocha_analysis.anomalies import Settings, binomial_tail_bound
 from haocha_analysis.cli import cli
 from haocha_analysis.config import REPORT_DELAY_LIMIT, SCENARIOS_DIR, WORKDAY_END_HOUR, WORKDAY_START_HOUR
 from haocha_analysis.periods import parse_period
 from haocha_analysis.schemas import ONSITE_CHANNELS, validate
 from haocha_analysis.storage import load_tables
+from haocha_analysis.synth_inject import MIN_RECORDS
 from haocha_analysis.synth_matters import build_catalogue
+from haocha_analysis.synth_plan import ACTIVE_CLEARLY_LOW, ACTIVE_NORMAL_MIN, LOW_ACTIVE_MIN_CASES
 from haocha_analysis.synth_records import is_workday
 
 SCALE = 0.02
@@ -312,11 +315,15 @@ def test_clean_scenario_has_no_injections(clean, small):
 
 def test_scenario_from_a_yaml_path(zibo, tmp_path):
     path = tmp_path / "only_dups.yml"
-    path.write_text("extends: clean\nanomalies:\n  duplicates: {units: 1, count: 250}\n", encoding="utf-8")
+    path.write_text("extends: clean\nanomalies:\n  duplicates: {units: 1, count: 500}\n", encoding="utf-8")
     result = synth.generate(zibo, Q2, scale=SCALE, seed=1, scenario=path)
     kinds = [a["kind"] for a in result.truth["anomalies"] if a["source"] == "injected"]
     assert kinds == ["duplicates"]
-    assert result.truth["record_level"]["duplicate_evaluations"] == 5  # 250 at scale 1
+    assert result.truth["record_level"]["duplicate_evaluations"] == 10  # 500 at scale 1
+    # A size that scales below the detector's minimum is floored in records, not shrunk to nothing.
+    path.write_text("extends: clean\nanomalies:\n  duplicates: {units: 1, count: 50}\n", encoding="utf-8")
+    result = synth.generate(zibo, Q2, scale=SCALE, seed=1, scenario=path)
+    assert result.truth["record_level"]["duplicate_evaluations"] == MIN_RECORDS["duplicates"]  # not 1
 
 
 def test_unknown_scenario_is_a_clear_error(zibo):
@@ -324,6 +331,129 @@ def test_unknown_scenario_is_a_clear_error(zibo):
 
     with pytest.raises(HaochaInputError, match="场景"):
         synth.generate(zibo, Q2, scale=SCALE, scenario="no-such-scenario")
+
+
+def test_injections_keep_a_floor_in_records_at_a_tiny_scale(small):
+    """At scale 0.02 every record-level injection still has at least its floor (twice the detector's
+    documented minimum), and the plan-level ones their floors in records."""
+    floors = {
+        "duplicates": MIN_RECORDS["duplicates"],
+        "eval_before_case": MIN_RECORDS["eval_before_case"],
+        "staff_reentry": MIN_RECORDS["staff_reentry"],
+        "late_aggregation": MIN_RECORDS["late_aggregation"],
+        "backfill": MIN_RECORDS["backfill_burst"],
+    }
+    settings = Settings()
+    assert floors["duplicates"] >= 2 * settings.duplicates_min
+    assert floors["eval_before_case"] >= 2 * settings.before_case_min
+    assert floors["staff_reentry"] >= 2 * settings.reentry_min_cases
+    assert floors["late_aggregation"] >= 2 * settings.late_min_cases
+    assert MIN_RECORDS["backfill_burst"] >= 2 * settings.burst_min_size_after_hours
+    seen = set()
+    for a in small.truth["anomalies"]:
+        if a["kind"] in floors:
+            seen.add(a["kind"])
+            assert a["count"] >= floors[a["kind"]], a
+        if a["kind"] == "backfill":
+            assert all(b["records"] >= MIN_RECORDS["backfill_burst"] for b in a["detail"]["bursts"])
+        if a["kind"] == "high_invalid_bad":
+            assert a["detail"]["citizen_evaluations"] * a["detail"]["raw_bad_rate"] >= 15
+            assert a["count"] >= settings.invalid_min
+        if a["kind"] == "low_onsite":
+            assert a["detail"]["onsite_before"] >= MIN_RECORDS["low_onsite"]
+        if a["kind"] == "low_active" and a["source"] == "injected":
+            assert a["detail"]["cases"] >= LOW_ACTIVE_MIN_CASES
+    assert seen == set(floors)
+
+
+def _active_plan(zibo, scale: float, seed: int, scenario: str = "default") -> pd.DataFrame:
+    return synth.build_plan(zibo, Q2, scale, seed, synth.load_scenario(scenario))
+
+
+@pytest.mark.parametrize(("scale", "seed"), [(1.0, 0), (0.1, 1)])
+def test_active_shares_are_clearly_normal_or_clearly_low(zibo, scale, seed):
+    """No unit is planned in the band around the 5% limit unless the published figures force it:
+    district units are ≥ 10% (within one case) or the scenario's low units (≤ 1%); only a district
+    whose published share is below 10% (经开区, 2 of 3698) and city departments (published one by one)
+    may be lower. District totals stay exact."""
+    plan = _active_plan(zibo, scale, seed)
+    units = plan[(plan["cases"] > 0) & plan["active_known"]]
+    share = units["active"] / units["cases"]
+    district_share = {
+        d: scaled(t["active"], scale) / scaled(t["cases"], scale) for d, t in TARGETS["districts"].items()
+    }
+    local = units["level"] != "city_dept"
+    forced = units["district"].map(district_share).fillna(1.0) < ACTIVE_NORMAL_MIN
+    normal = share >= ACTIVE_NORMAL_MIN - 1 / units["cases"]
+    low = units["_low_active"] & (share <= ACTIVE_CLEARLY_LOW)
+    assert (normal | low)[local & ~forced].all(), units[local & ~forced & ~(normal | low)]
+    assert units["_low_active"].sum() == 2 and low.sum() == 2
+    assert (units.loc[units["_low_active"], "cases"] >= LOW_ACTIVE_MIN_CASES).all()
+    # The forced district: every unit at about the district's share (within one case).
+    f = units[forced & local]
+    assert len(f) and (f["active"] <= np.ceil(f["cases"] * district_share["经开区"])).all()
+    totals = units[local].groupby("district")["active"].sum()
+    for name, t in TARGETS["districts"].items():
+        assert totals.get(name, 0) == scaled(t["active"], scale), name
+
+
+def test_low_active_truth_is_observable_with_one_fixed_floor(zibo, small):
+    """The low_active truth: planned share < 5% and ≥ 90 cases (the one floor, from the detector's
+    rule), scored when clearly low; the published near-zero units deterministically, at every scale."""
+    settings = Settings()
+    floor = int(np.ceil(np.log(settings.low_active_alpha) / np.log1p(-settings.low_active_max_share)))
+    assert synth.LOW_ACTIVE_TRUTH_MIN_CASES == floor == 90
+    names = zibo.units.set_index("unit_name")["unit_id"]
+    published_zero = {names[n] for n in ("市公安局", "市住房公积金", "市教育局", "山东省淄博市鲁中公证处")}
+    ambiguous = {names[n] for n in ("市场监管局", "市应急管理局")}  # published 3.8% and 3.9%
+    for scale in (1.0, 0.1):
+        sets = []
+        for seed in (0, 1):
+            plan = _active_plan(zibo, scale, seed, "clean")
+            rows = synth.low_active_truth(plan)
+            scored = {plan.at[i, "unit_id"] for i, ok in rows if ok}
+            unscored = {plan.at[i, "unit_id"] for i, ok in rows if not ok}
+            listed = plan.loc[[i for i, _ in rows]]
+            assert (listed["cases"] >= floor).all() and not listed["_low_active"].any()
+            ref_units = {u for u in scored if u.startswith("zb-c")}
+            sets.append((ref_units, unscored))
+            expect = {u for u in published_zero if plan.set_index("unit_id").at[u, "cases"] >= floor}
+            assert expect <= scored, (scale, seed)
+        assert sets[0] == sets[1], scale  # no seed dependence for the published units
+        if scale == 1.0:
+            assert published_zero <= sets[0][0]  # 市教育局 0/269 and 鲁中公证处 0/904 included
+            assert sets[0][1] == ambiguous
+    # In generated data: every scored entry passes the detector's documented test on the records.
+    cases = small.tables["cases"]
+    first = first_evaluations(small.tables["evaluations"])
+    first = first[first["case_id"].isin(cases["case_id"])]
+    k = first.groupby(first["unit_id"].astype(str))["active"].sum()
+    n = first.groupby(first["unit_id"].astype(str)).size()
+    entries = [a for a in small.truth["anomalies"] if a["kind"] == "low_active"]
+    assert {a["source"] for a in entries} == {"injected", "reference"}
+    for a in entries:
+        u = a["unit_id"]
+        assert n[u] == a["detail"]["cases"] >= floor and k[u] == a["count"]
+        assert k[u] / n[u] <= ACTIVE_CLEARLY_LOW
+        bound = binomial_tail_bound(np.array([k[u]]), np.array([n[u]]), np.array([0.05]), lower=True)
+        assert bound[0] < settings.low_active_alpha
+    for a in small.truth["unscored"]:
+        assert a["kind"] == "low_active" and a["detail"]["band"] == "ambiguous"
+
+
+def test_too_perfect_truth_states_the_observable_expectation(small, zibo):
+    """too_perfect units are big enough that the peers' lower-quartile 差评 rate expects ≥ 10 of them."""
+    entries = [a for a in small.truth["anomalies"] if a["kind"] == "too_perfect"]
+    plan = _active_plan(zibo, 1.0, 0)
+    assert plan["injected_too_perfect"].sum() == 2
+    assert (plan.loc[plan["injected_too_perfect"], "expected_bad_at_peer_rate"] >= 10).all()
+    for a in entries:
+        assert a["detail"]["raw_bad"] == 0
+        assert a["detail"]["expected_raw_bad_at_peer_rate"] >= 10
+        assert a["detail"]["p_zero_at_peer_rate"] < 1e-4
+    ev = small.tables["evaluations"]
+    for a in entries:
+        assert not (ev.loc[ev["unit_id"].astype(str) == a["unit_id"], "satisfaction"] <= 2).any()
 
 
 # --- history, other cities, writing ----------------------------------------------------------------
