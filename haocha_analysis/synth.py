@@ -25,6 +25,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -37,7 +38,7 @@ from .config import REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
 from .errors import HaochaInputError
 from .periods import Period, parse_period
 from .reference import CityReference, load_city
-from .storage import write_tables
+from .storage import record_extraction, write_tables
 from .synth_inject import Injected, Injector
 from .synth_matters import catalogue_arrays
 from .synth_plan import (
@@ -579,6 +580,15 @@ def generate_history(
 # --- writing ---------------------------------------------------------------------------------------
 
 
+# The reference bulletin's data were extracted 4 days after the quarter ended (2023-06-30 → 2023-07-04).
+SYNTHETIC_EXTRACTION_LAG_DAYS = 4
+
+
+def synthetic_extraction_date(period_label: str) -> date:
+    """The 数据提取时间 recorded for synthetic data: the period's end plus the reference's lag."""
+    return parse_period(period_label).end + timedelta(days=SYNTHETIC_EXTRACTION_LAG_DAYS)
+
+
 def write(
     result: SynthResult, out_dir: Path, period_label: str | None = None, csv: bool = False
 ) -> list[Path]:
@@ -586,6 +596,7 @@ def write(
     out_dir = Path(out_dir)
     label = period_label or result.truth["period"]
     written = write_tables(result.tables, out_dir, label, csv=csv)
+    record_extraction(out_dir, label, synthetic_extraction_date(label))
     truth = out_dir / "truth.json"
     truth.parent.mkdir(parents=True, exist_ok=True)
     tmp = truth.with_suffix(".json.tmp")
@@ -602,6 +613,7 @@ def write_history(
     for label, tables in history.items():
         target = Path(out_dir) / "history" / label if csv else Path(out_dir)
         written += write_tables(tables, target, label, csv=csv)
+        record_extraction(target, label, synthetic_extraction_date(label))
     return written
 
 
@@ -644,6 +656,7 @@ def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int
             pass
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{city}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700
     try:
         ref = load_city(city)
         result = generate(ref, period, 1.0, 0, DEFAULT_SCENARIO)

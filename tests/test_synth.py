@@ -557,3 +557,13 @@ def test_matters_catalogue(zibo):
     pd.testing.assert_frame_equal(
         rebuilt.reset_index(drop=True), matters[rebuilt.columns].reset_index(drop=True)
     )
+
+
+def test_written_data_record_the_reference_extraction_date(tmp_path, zibo):
+    from datetime import date
+
+    from haocha_analysis.storage import extraction_date
+
+    result = synth.generate(zibo, "2023Q2", scale=0.005, seed=0, scenario="clean")
+    synth.write(result, tmp_path, "2023Q2")
+    assert extraction_date(tmp_path, parse_period("2023Q2")) == date(2023, 7, 4)
