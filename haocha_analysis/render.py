@@ -25,6 +25,7 @@ import click
 import pandas as pd
 import yaml
 
+from .cli import CITY_HELP, user_errors
 from .config import PROJ_ROOT, TEMPLATES_DIR
 from .errors import HaochaInputError
 from .periods import Period, parse_period
@@ -601,32 +602,10 @@ def build_bulletin(
 # --- CLI --------------------------------------------------------------------------------------
 
 
-def _user_errors(f: Any) -> Any:
-    """HaochaInputError → its message and exit status 2, as ``cli.user_errors`` does.
-
-    Defined here because cli.py imports this module while registering commands: importing cli from
-    here would be circular (and would drop these commands when this module is imported first).
-    """
-    import sys
-    from functools import wraps
-
-    from .errors import EXIT_INPUT_ERROR
-
-    @wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except HaochaInputError as err:
-            click.echo(err.message(), err=True)
-            sys.exit(EXIT_INPUT_ERROR)
-
-    return wrapper
-
-
 def _commands() -> list[click.Command]:
     from .periods import PERIOD_HELP
 
-    city_help = "城市：data/reference/ 下的名称（如 zibo）或参考数据目录路径"
+    city_help = CITY_HELP
     data_help = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
     out_help = "输出目录；省略时为 reports/<城市>/<统计期>/"
 
@@ -645,7 +624,7 @@ def _commands() -> list[click.Command]:
         default=None,
         help="通报文字模板 bulletin.yml；省略时用城市参考目录中的模板",
     )
-    @_user_errors
+    @user_errors
     def bulletin(
         city: str,
         period: str,
@@ -683,7 +662,7 @@ def _commands() -> list[click.Command]:
         default=None,
         help="通报文字模板 bulletin.yml",
     )
-    @_user_errors
+    @user_errors
     def run(
         city: str,
         period: str,
