@@ -79,6 +79,8 @@ RECTIFICATION_DTYPES: dict[str, str] = {
     "rectified_at": "datetime64[us]",
     "follow_up": "str",
 }
+# Optional columns with a default other than empty (contract: 评价次数 defaults to 1).
+DEFAULTS = {"attempt": 1}
 DTYPES = {"cases": CASE_DTYPES, "evaluations": EVALUATION_DTYPES, "rectifications": RECTIFICATION_DTYPES}
 REQUIRED = {
     "cases": ("case_id", "unit_id", "finished_at"),
@@ -92,30 +94,33 @@ def empty(table: str) -> pd.DataFrame:
     return coerce(pd.DataFrame({c: pd.Series(dtype="object") for c in DTYPES[table]}), table)
 
 
-def coerce(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+def coerce(frame: pd.DataFrame, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Give a frame the canonical columns (missing optional ones added empty) and dtypes.
 
     Extra columns are kept at the end. Values must already be canonical: this converts types, it
-    does not map codes (that is ingest's job).
+    does not map codes (that is ingest's job). With ``columns``, only those canonical columns are
+    produced (in that order), plus the frame's extra columns.
     """
     out = frame.copy()
-    for col, dtype in DTYPES[table].items():
+    wanted = list(DTYPES[table]) if columns is None else [c for c in columns if c in DTYPES[table]]
+    for col in wanted:
         if col not in out.columns:
-            out[col] = pd.Series(pd.NA, index=out.index, dtype="object")
-        s = out[col]
-        if dtype.startswith("datetime64"):
-            out[col] = pd.to_datetime(s).astype(dtype) if not str(s.dtype) == dtype else s
-        elif dtype == "category":
-            if not (isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == "str"):
-                out[col] = s.astype("str").astype("category")
-        elif dtype == "str":
-            out[col] = s.astype("str") if str(s.dtype) != "str" else s
-        elif dtype == "boolean":
-            out[col] = s.astype("boolean")
-        else:
-            out[col] = s.astype(dtype)
-    order = list(DTYPES[table]) + [c for c in out.columns if c not in DTYPES[table]]
-    return out[order]
+            out[col] = pd.Series(DEFAULTS.get(col, pd.NA), index=out.index, dtype="object")
+        out[col] = coerce_series(out[col], DTYPES[table][col])
+    return out[wanted + [c for c in out.columns if c not in DTYPES[table]]]
+
+
+def coerce_series(s: pd.Series, dtype: str) -> pd.Series:
+    """One column to its canonical storage dtype."""
+    if str(s.dtype) == dtype and dtype != "category":
+        return s
+    if dtype.startswith("datetime64"):
+        return pd.to_datetime(s).astype(dtype)
+    if dtype == "category":
+        if isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == "str":
+            return s
+        return s.astype("str").astype("category")
+    return s.astype(dtype)
 
 
 # --- pandera models: validated at the boundary (after ingest, after load, after synth) ---------

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from .errors import HaochaInputError
 from .periods import Period, parse_period
-from .schemas import DTYPES, TABLES, coerce, validate
+from .schemas import DTYPES, REQUIRED, TABLES, coerce, validate
 
 
 def partitions(data_dir: Path, table: str) -> dict[str, Path]:
@@ -49,6 +49,21 @@ def _overlaps(label: str, period: Period) -> bool:
     return p.start <= period.end and p.end >= period.start
 
 
+def _available(table: str, wanted: list[str] | None, names: list[str], source: Path) -> list[str] | None:
+    """The wanted columns the source has; a missing required column is a clear error."""
+    if wanted is None:
+        return None
+    missing_required = [c for c in wanted if c not in names and c in REQUIRED[table]]
+    if missing_required:
+        raise HaochaInputError(
+            f"{table} 表缺少必需的列：{'、'.join(missing_required)}",
+            file=str(source),
+            column="、".join(missing_required),
+            fix="规范表的列名见 docs/data-contract.md；原始导出请用 haocha ingest 导入",
+        )
+    return [c for c in wanted if c in names]
+
+
 def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[str] | None) -> pd.DataFrame:
     data_dir = Path(data_dir)
     parts = partitions(data_dir, table)
@@ -57,18 +72,27 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
         if not files:
             return coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)[columns or slice(None)]
-        frames = [pq.read_table(f, columns=columns).to_pandas() for f in files]
+        frames = [
+            pq.read_table(f, columns=_available(table, columns, pq.read_schema(f).names, f)).to_pandas()
+            for f in files
+        ]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if len(chosen) > 1:
             key = "case_id" if table == "cases" else "eval_id"
-            if columns is None or key in columns:
+            if key in frame:
                 frame = frame.drop_duplicates(key, keep="last", ignore_index=True)
-    elif (data_dir / f"{table}.parquet").exists():
-        frame = pq.read_table(data_dir / f"{table}.parquet", columns=columns).to_pandas()
-    elif (data_dir / f"{table}.csv").exists():
-        path = data_dir / f"{table}.csv"
+    elif (path := data_dir / f"{table}.parquet").exists():
+        frame = pq.read_table(path, columns=_available(table, columns, pq.read_schema(path).names, path))
+        frame = frame.to_pandas()
+    elif (path := data_dir / f"{table}.csv").exists():
+        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.tolist()
         frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", usecols=columns
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            usecols=_available(table, columns, header, path),
         )
         for col in ("satisfaction", "attempt"):
             if col in frame:
@@ -85,22 +109,13 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
             file=str(data_dir),
             fix=f"先运行 haocha ingest 或 haocha synth 生成规范表，或放入 {table}.parquet / {table}.csv",
         )
+    if table == "evaluations" and "active" not in frame and "channel" in frame:
+        # Contract §2: without an explicit flag, 主动评价 is derived from the channel.
+        frame["active"] = (frame["channel"].astype("str") != "system_default").astype("boolean")
     if columns is None:
         return coerce(frame, table)
-    sub = {c: DTYPES[table][c] for c in columns if c in DTYPES[table]}
-    out = frame.copy()
-    for col, dtype in sub.items():
-        if col in out and str(out[col].dtype) != dtype:
-            out[col] = _cast(out[col], dtype)
-    return out
-
-
-def _cast(s: pd.Series, dtype: str) -> pd.Series:
-    if dtype.startswith("datetime64"):
-        return pd.to_datetime(s).astype(dtype)
-    if dtype == "category":
-        return s.astype("str").astype("category")
-    return s.astype(dtype)
+    # Optional columns the source lacks are added empty (attempt defaults to 1, as the contract says).
+    return coerce(frame[[c for c in frame.columns if c in columns]], table, columns=columns)
 
 
 def load_tables(

@@ -132,3 +132,39 @@ def test_extraction_dates_are_recorded_per_period(tmp_path):
     assert extraction_date(tmp_path, parse_period("2023-05")) == date(2023, 7, 4)
     assert extraction_date(tmp_path, parse_period("2023H1")) == date(2023, 7, 4)
     assert extraction_date(tmp_path, parse_period("2023Q3")) is None
+
+
+def test_canonical_csv_with_only_required_columns(tmp_path):
+    pd.DataFrame({"case_id": ["c1"], "unit_id": ["u1"], "finished_at": ["2023-04-03 10:00:00"]}).to_csv(
+        tmp_path / "cases.csv", index=False
+    )
+    pd.DataFrame(
+        {
+            "eval_id": ["e1", "e2"],
+            "case_id": ["c1", ""],
+            "unit_id": ["u1", "u1"],
+            "channel": ["system_default", "qr_code"],
+            "satisfaction": ["5", "4"],
+            "evaluated_at": ["2023-04-03 10:01:00", "2023-04-04 09:00:00"],
+        }
+    ).to_csv(tmp_path / "evaluations.csv", index=False)
+    cols = {"cases": ["case_id", "unit_id", "finished_at", "reported_at"],
+            "evaluations": ["eval_id", "case_id", "attempt", "active", "channel"]}  # fmt: skip
+    got = load_tables(tmp_path, parse_period("2023Q2"), tables=("cases", "evaluations"), columns=cols)
+    assert got["cases"]["reported_at"].isna().all()
+    assert got["evaluations"]["attempt"].tolist() == [1, 1]  # contract default
+    assert got["evaluations"]["active"].tolist() == [False, True]  # derived from the channel
+    assert got["evaluations"]["case_id"].isna().tolist() == [False, True]
+    full = load_tables(tmp_path, parse_period("2023Q2"), tables=("cases", "evaluations"))
+    assert full["evaluations"]["active"].tolist() == [False, True]
+
+
+def test_canonical_file_missing_a_required_column_is_a_clear_error(tmp_path):
+    pd.DataFrame({"case_id": ["c1"], "finished_at": ["2023-04-03 10:00:00"]}).to_csv(
+        tmp_path / "cases.csv", index=False
+    )
+    with pytest.raises(HaochaInputError, match="unit_id") as err:
+        load_tables(
+            tmp_path, parse_period("2023Q2"), tables=("cases",), columns={"cases": ["case_id", "unit_id"]}
+        )
+    assert "cases.csv" in err.value.message()
