@@ -640,21 +640,19 @@ def _stamp(city: str, period: str, scale: float, seed: int, scenario: str, histo
 
 
 def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int = 4) -> Path:
-    """The default synthetic data folder (config.SYNTHETIC_DIR/city), generated if missing or stale.
+    """The default synthetic data folder (SYNTHETIC_DIR/city), ``period`` generated if missing or stale.
 
-    Scale 1, seed 0, the default scenario, ``history`` earlier quarters. A stamp file records what
-    generated it; nothing is ever downloaded.
+    Scale 1, seed 0, the default scenario, ``history`` earlier quarters. The folder accumulates
+    periods: asking for another period adds its partitions (and any missing history quarters) and
+    keeps the others, so a scheduled run for a new quarter never wipes an earlier one. A stamp per
+    period (``synth-stamp.json``) records what generated it; nothing is ever downloaded.
     """
     out = SYNTHETIC_DIR / city
     stamp = _stamp(city, period, 1.0, 0, DEFAULT_SCENARIO, history)
-    stamp_file = out / "synth-stamp.json"
-    if stamp_file.exists():
-        try:
-            if json.loads(stamp_file.read_text(encoding="utf-8")) == stamp:
-                return out
-        except json.JSONDecodeError:
-            pass
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stamps = _read_stamps(out / "synth-stamp.json")
+    if stamps.get(period) == stamp and (out / "cases" / f"period={period}").is_dir():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{city}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes 0700
     try:
@@ -662,23 +660,50 @@ def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int
         result = generate(ref, period, 1.0, 0, DEFAULT_SCENARIO)
         write(result, tmp, period)
         del result
+        labels = [period]
         for label, tables in iter_history(ref, period, history, 1.0, 0, DEFAULT_SCENARIO):
-            write_history({label: tables}, tmp)
+            # A quarter that is itself a generated default period (its own stamp) is kept as it is.
+            if label not in stamps or not (out / "cases" / f"period={label}").is_dir():
+                write_history({label: tables}, tmp)
+                labels.append(label)
             del tables
-        (tmp / "synth-stamp.json").write_text(
-            json.dumps(stamp, ensure_ascii=False, indent=1), encoding="utf-8"
-        )
-        old = None
-        if out.exists():
-            old = out.with_name(f".{city}-old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        for label in labels:
+            for table in ("cases", "evaluations", "rectifications"):
+                source = tmp / table / f"period={label}"
+                if not source.is_dir():
+                    continue
+                target = out / table / f"period={label}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(source, target)
+            record_extraction(out, label, synthetic_extraction_date(label))
+            stamps.pop(label, None)  # a history quarter rewritten is no longer a stamped period
+        os.replace(tmp / "truth.json", out / f"truth-{period}.json")
+        shutil.copyfile(out / f"truth-{period}.json", out / "truth.json")
+        stamps[period] = stamp
+        _write_json(out / "synth-stamp.json", stamps)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _read_stamps(path: Path) -> dict[str, dict]:
+    """Stamps by period (an older single-period stamp is read as one entry)."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if "generator" in loaded:
+        return {loaded.get("period", ""): loaded}
+    return loaded
+
+
+def _write_json(path: Path, value: object) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # --- measurement -----------------------------------------------------------------------------------

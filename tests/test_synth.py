@@ -532,7 +532,8 @@ def test_ensure_default_data_regenerates_only_when_stale(monkeypatch, tmp_path):
     monkeypatch.setattr(synth, "iter_history", small_history)
     path = synth.ensure_default_data("zibo", "2023Q2", history=2)
     assert path == tmp_path / "zibo" and (path / "truth.json").exists()
-    stamp = json.loads((path / "synth-stamp.json").read_text(encoding="utf-8"))
+    stamps = json.loads((path / "synth-stamp.json").read_text(encoding="utf-8"))
+    stamp = stamps["2023Q2"]
     assert stamp["scale"] == 1.0 and stamp["seed"] == 0 and stamp["scenario"] == "default"
     assert sorted(p.name for p in (path / "cases").iterdir()) == [
         "period=2022Q4",
@@ -542,9 +543,19 @@ def test_ensure_default_data_regenerates_only_when_stale(monkeypatch, tmp_path):
     synth.ensure_default_data("zibo", "2023Q2", history=2)
     assert len(calls) == 1  # fresh: not regenerated
     stamp["generator"] = "old"
-    (path / "synth-stamp.json").write_text(json.dumps(stamp), encoding="utf-8")
+    (path / "synth-stamp.json").write_text(json.dumps({"2023Q2": stamp}), encoding="utf-8")
     synth.ensure_default_data("zibo", "2023Q2", history=2)
     assert len(calls) == 2  # stale: regenerated
+    # Another period is added beside the first, which is kept as it was (a schedule never wipes it).
+    before = (path / "cases" / "period=2023Q2" / "part-0.parquet").read_bytes()
+    synth.ensure_default_data("zibo", "2023Q3", history=2)
+    assert len(calls) == 3
+    assert (path / "cases" / "period=2023Q2" / "part-0.parquet").read_bytes() == before
+    assert sorted(json.loads((path / "synth-stamp.json").read_text(encoding="utf-8"))) == ["2023Q2", "2023Q3"]
+    assert (path / "truth-2023Q2.json").exists() and (path / "truth-2023Q3.json").exists()
+    assert (path / "cases" / "period=2023Q3").is_dir()
+    synth.ensure_default_data("zibo", "2023Q2", history=2)
+    assert len(calls) == 3  # both fresh
 
 
 def test_matters_catalogue(zibo):
