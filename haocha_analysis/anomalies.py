@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import config
 from .errors import HaochaInputError
+from .metrics import CASE_COLUMNS, EVALUATION_COLUMNS
 from .periods import Period, parse_period, resolve_period
 from .reference import CityReference
 from .schemas import DTYPES, LEVEL_LABELS, ONSITE_CHANNELS
@@ -105,20 +106,8 @@ FINDING_HEADERS_CN = {
 
 # Columns the detectors read (storage.load_tables(columns=...) reads only these).
 DETECT_COLUMNS: dict[str, list[str]] = {
-    "cases": ["case_id", "unit_id", "finished_at", "reported_at"],
-    "evaluations": [
-        "eval_id",
-        "case_id",
-        "unit_id",
-        "channel",
-        "satisfaction",
-        "evaluated_at",
-        "attempt",
-        "active",
-        "evaluator_key",
-        "operator",
-        "comment",
-    ],
+    "cases": [*CASE_COLUMNS, "reported_at"],
+    "evaluations": [*EVALUATION_COLUMNS, "evaluator_key", "operator", "comment"],
     "rectifications": ["eval_id", "verdict"],
 }
 HISTORY_COLUMNS: dict[str, list[str]] = {
