@@ -1590,12 +1590,12 @@ def problems_paragraph(
         who = "、".join(names) + (f"等{n}个单位" if n > len(names) else "")
         records = int(rows["records"].sum())
         count_note = {
-            "backfill": f"，涉及可疑评价{records:,}条",
-            "late_aggregation": f"，超时归集办件{records:,}件",
-            "duplicates": f"，重复评价{records:,}条",
-            "staff_reentry": f"，涉及评价{records:,}条",
-            "eval_before_case": f"，共{records:,}条",
-            "high_invalid_bad": f"，无效差评{records:,}件",
+            "backfill": f"，涉及可疑评价{records}条",
+            "late_aggregation": f"，超时归集办件{records}件",
+            "duplicates": f"，重复评价{records}条",
+            "staff_reentry": f"，涉及评价{records}条",
+            "eval_before_case": f"，共{records}条",
+            "high_invalid_bad": f"，无效差评{records}件",
         }.get(kind, "")
         scope = f"（{types}）" if n > 1 else ""
         clauses.append(f"{who}{scope}{phrase}{count_note}")

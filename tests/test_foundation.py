@@ -168,3 +168,34 @@ def test_canonical_file_missing_a_required_column_is_a_clear_error(tmp_path):
             tmp_path, parse_period("2023Q2"), tables=("cases",), columns={"cases": ["case_id", "unit_id"]}
         )
     assert "cases.csv" in err.value.message()
+
+
+def test_notebook_rules_catch_outputs_definitions_and_parameters(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def nb(cells):
+        return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+    def code(src, tags=(), outputs=()):
+        meta = {"tags": list(tags)}
+        return {
+            "cell_type": "code",
+            "source": src,
+            "metadata": meta,
+            "outputs": list(outputs),
+            "execution_count": None,
+        }
+
+    good = nb([code("period: str = '2023Q2'", tags=["parameters"]), code("x = 1")])
+    bad = nb([code("def f():\n    pass"), code("1", outputs=[{"output_type": "stream", "text": "1"}])])
+    (tmp_path / "good.ipynb").write_text(json.dumps(good), encoding="utf-8")
+    script = str(PROJ_ROOT / "scripts" / "check_notebooks.py")
+    assert subprocess.run([sys.executable, script, str(tmp_path)]).returncode == 0
+    (tmp_path / "bad.ipynb").write_text(json.dumps(bad), encoding="utf-8")
+    run = subprocess.run([sys.executable, script, str(tmp_path)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "outputs" in run.stdout and "def" in run.stdout and "0 cells tagged" in run.stdout
+    # The project's own notebooks pass.
+    assert subprocess.run([sys.executable, script, str(PROJ_ROOT / "notebooks")]).returncode == 0
