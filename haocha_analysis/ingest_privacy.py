@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 # 18-character resident identity number (GB 11643: 17 digits + check digit 0-9 or X).
-ID_NUMBER_PATTERN = r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])"
+# Only digits count as neighbours: "ID370302…" or "…1234abc" still hold an identity number, while a
+# longer run of digits (a case number) does not.
+ID_NUMBER_PATTERN = r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])"
 # Mainland mobile: 11 digits starting 13-19, optionally +86 and written 3-4-4 with spaces or dashes.
 MOBILE_PATTERN = r"(?<![0-9])(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?![0-9])"
 ID_MASK = "[证件号已脱敏]"
@@ -24,6 +26,9 @@ MOBILE_MASK = "[手机号已脱敏]"
 _ID_RE = re.compile(ID_NUMBER_PATTERN)
 _MOBILE_RE = re.compile(MOBILE_PATTERN)
 _ANY_PII = f"(?:{ID_NUMBER_PATTERN})|(?:{MOBILE_PATTERN})"
+_DIGIT_FOLD = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｘ": "X", "ｘ": "x", "＋": "+", "－": "-", "\u3000": " "}
+)
 # A value that already is a key (lower-case hex, 16-64 characters as the canonical schema allows) is
 # kept, so canonical files round-trip; an all-digit value could be an identity number and is hashed.
 _HASHED = re.compile(r"^(?=[0-9a-f]*[a-f])[0-9a-f]{16,64}$")
@@ -69,11 +74,14 @@ def scrub(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         The scrubbed column (as strings) and the positions of the rows that were changed.
     """
     text = values if str(values.dtype) == "str" else values.astype("str")
-    hit = text.str.contains(_ANY_PII, regex=True, na=False).to_numpy(dtype=bool)
+    # Full-width digits (１３８…) are the same number: fold them (and Ｘ, ＋, －) to ASCII before
+    # matching; other characters, full-width punctuation included, are left as they were.
+    folded = text.str.translate(_DIGIT_FOLD)
+    hit = folded.str.contains(_ANY_PII, regex=True, na=False).to_numpy(dtype=bool)
     if not hit.any():
         return text, np.flatnonzero(hit)
     fixed = (
-        text[hit].str.replace(_ID_RE, ID_MASK, regex=True).str.replace(_MOBILE_RE, MOBILE_MASK, regex=True)
+        folded[hit].str.replace(_ID_RE, ID_MASK, regex=True).str.replace(_MOBILE_RE, MOBILE_MASK, regex=True)
     )
     text = text.copy()
     text[hit] = fixed
@@ -82,4 +90,5 @@ def scrub(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def contains_pii(text: str) -> bool:
     """True when a text holds something shaped like an identity number or a mobile."""
+    text = text.translate(_DIGIT_FOLD)
     return bool(_ID_RE.search(text) or _MOBILE_RE.search(text))

@@ -630,3 +630,17 @@ def test_existing_keys_pass_through_but_digit_strings_are_hashed():
     keys = hash_keys(pd.Series([already, "370303199001011234", None], dtype="str"), "s")
     assert keys.iloc[0] == already
     assert keys.iloc[1] == hash_value("370303199001011234", "s") and pd.isna(keys.iloc[2])
+
+
+def test_scrub_catches_full_width_and_letter_prefixed_numbers():
+    from haocha_analysis.ingest_privacy import contains_pii, scrub
+
+    texts = pd.Series(
+        ["联系我１３８１２３４５６７８", "ID370302199001011234", "37030219900101123Xabc", "很好，谢谢！",
+         "办件号 20230403123456789012345"]  # a longer digit run is not an identity number
+    )  # fmt: skip
+    out, hit = scrub(texts)
+    assert hit.tolist() == [0, 1, 2]
+    assert not any(contains_pii(t) for t in out)
+    assert out[3] == "很好，谢谢！"  # untouched text keeps its full-width punctuation
+    assert out[4] == texts[4]
