@@ -78,6 +78,8 @@ EXCEL_SERIAL_MIN, EXCEL_SERIAL_MAX = 20000, 80000
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 # The log lists at most this many row numbers per entry (counts are always complete).
 LOG_MAX_ROWS = 20
+# 评价次数 is stored as int8; a larger value is not a count of evaluations of one case.
+MAX_ATTEMPT = 127
 LOG_NAME = "ingest_log.json"
 
 ATTEMPT_LABELS = {"首次评价": 1, "首评": 1, "初评": 1, "追评": 2, "追加评价": 2, "二次评价": 2}
@@ -624,7 +626,7 @@ class _TableBuilder:
             empty = _text(raw["attempt"]).isna().to_numpy()
 
             def attempt(v: str) -> Any:
-                if v.isdigit() and int(v) >= 1:
+                if v.isdigit() and 1 <= int(v) <= MAX_ATTEMPT:
                     return int(v)
                 return ATTEMPT_LABELS.get(v, _BAD)
 
@@ -635,7 +637,7 @@ class _TableBuilder:
                 attempt,
                 "",
                 "",
-                "评价次数取 1（首次评价）、2 及以上（追评），或“首次评价/追评”",
+                f"评价次数取 1（首次评价）、2–{MAX_ATTEMPT}（追评），或“首次评价/追评”",
             )
             values[empty] = 1
             self._repair("评价次数为空，按 1（首次评价）处理", rows[empty])

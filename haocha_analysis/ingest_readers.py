@@ -153,7 +153,10 @@ def read_csv(path: Path, profile: Profile, known: set[str]) -> SourceFile:
     lines = sample.splitlines()
     if len(sample) == _HEADER_SAMPLE:
         lines = lines[:-1]  # the last line of a sample may be cut
-    skip = _header_index(list(csv.reader(lines[:HEADER_SEARCH_ROWS])), known)
+    head_rows = list(csv.reader(lines[:HEADER_SEARCH_ROWS]))
+    skip = _header_index(head_rows, known)
+    if skip < len(head_rows):
+        _check_unique_header(head_rows[skip], path, skip + 1)
     try:
         frame = pd.read_csv(
             path,
@@ -228,8 +231,23 @@ def read_xlsx(path: Path, profile: Profile, known: set[str]) -> SourceFile:
             rows.append(number)
     if not body:
         raise _empty_error(path, "只有表头，没有数据行")
+    _check_unique_header(header, path, head + 1)
     frame = pd.DataFrame(body, columns=header, dtype="str")
     return SourceFile(path, frame, np.asarray(rows, dtype=np.int64), "xlsx", None, head + 1)
+
+
+def _check_unique_header(header: list[object], path: Path, row: int) -> None:
+    """A column name given twice in the header cannot be mapped: say which, where, and the fix."""
+    names = [str(c).strip() for c in header if c is not None and str(c).strip()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise HaochaInputError(
+            f"表头中有重复的列名：{'、'.join(repeated)}",
+            file=str(path),
+            column="、".join(repeated),
+            rows=[row],
+            fix="重命名或删除重复的列后重新导入",
+        )
 
 
 def read_parquet(path: Path) -> SourceFile:

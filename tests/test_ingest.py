@@ -644,3 +644,36 @@ def test_scrub_catches_full_width_and_letter_prefixed_numbers():
     assert not any(contains_pii(t) for t in out)
     assert out[3] == "很好，谢谢！"  # untouched text keeps its full-width punctuation
     assert out[4] == texts[4]
+
+
+def test_repeated_header_and_oversized_attempt_are_clear_errors(tmp_path, qinghe):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["青禾市评价数据导出"])
+    ws.append(["评价编号", "受理部门", "评价渠道", "满意度", "评价时间", "评价时间"])
+    ws.append(["E1", "东湖区人社局", "PC端", "满意", "2023-04-03 10:10:00", "2023-04-03 10:10:00"])
+    wb.save(tmp_path / "dup.xlsx")
+    csv = tmp_path / "attempt.csv"
+    csv.write_text(
+        "评价编号,受理部门,评价渠道,满意度,评价时间,评价次数\n"
+        "E1,东湖区人社局,PC端,满意,2023-04-03 10:10:00,200\n",
+        encoding="utf-8",
+    )
+    for path, words in ((tmp_path / "dup.xlsx", "重复的列名"), (csv, "评价次数")):
+        out = tmp_path / f"out-{path.stem}"
+        args = [
+            "ingest",
+            "--profile",
+            "gbt39046",
+            str(path),
+            "--city",
+            str(qinghe.path),
+            "--period",
+            "2023Q2",
+        ]
+        result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert words in result.output and str(path) in result.output
+        assert not out.exists()
