@@ -19,13 +19,14 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import HaochaInputError
 from .periods import Period, parse_period
-from .schemas import DTYPES, REQUIRED, TABLES, coerce, validate
+from .schemas import CHANNEL_CODES, DTYPES, REQUIRED, TABLES, VERDICTS, coerce, validate
 
 
 def partitions(data_dir: Path, table: str) -> dict[str, Path]:
@@ -67,6 +68,7 @@ def _available(table: str, wanted: list[str] | None, names: list[str], source: P
 def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[str] | None) -> pd.DataFrame:
     data_dir = Path(data_dir)
     parts = partitions(data_dir, table)
+    source = data_dir / table  # named in error messages
     if parts:
         chosen = [path for label, path in parts.items() if period is None or _overlaps(label, period)]
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
@@ -82,9 +84,11 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
             if key in frame:
                 frame = frame.drop_duplicates(key, keep="last", ignore_index=True)
     elif (path := data_dir / f"{table}.parquet").exists():
+        source = path
         frame = pq.read_table(path, columns=_available(table, columns, pq.read_schema(path).names, path))
         frame = frame.to_pandas()
     elif (path := data_dir / f"{table}.csv").exists():
+        source = path
         header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.tolist()
         frame = pd.read_csv(
             path,
@@ -94,13 +98,6 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
             encoding="utf-8-sig",
             usecols=_available(table, columns, header, path),
         )
-        for col in ("satisfaction", "attempt"):
-            if col in frame:
-                frame[col] = pd.to_numeric(frame[col]).fillna(1 if col == "attempt" else 0)
-        if "active" in frame:
-            frame["active"] = (
-                frame["active"].str.lower().map({"true": True, "false": False, "1": True, "0": False})
-            )
     elif table == "rectifications":
         frame = pd.DataFrame(columns=columns or list(DTYPES[table]))
     else:
@@ -112,10 +109,79 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
     if table == "evaluations" and "active" not in frame and "channel" in frame:
         # Contract §2: without an explicit flag, 主动评价 is derived from the channel.
         frame["active"] = (frame["channel"].astype("str") != "system_default").astype("boolean")
+    frame = check_values(frame, table, source, row_offset=2 if source.suffix == ".csv" else 1)
     if columns is None:
         return coerce(frame, table)
     # Optional columns the source lacks are added empty (attempt defaults to 1, as the contract says).
     return coerce(frame[[c for c in frame.columns if c in columns]], table, columns=columns)
+
+
+ACTIVE_TEXT = {"true": True, "false": False, "1": True, "0": False, "是": True, "否": False}
+_CANONICAL_FIX = "规范表的取值见 docs/data-contract.md；原始导出请用 haocha ingest 按数据来源配置导入"
+
+
+def check_values(frame: pd.DataFrame, table: str, source: Path, row_offset: int = 1) -> pd.DataFrame:
+    """Check a canonical table's values as read, and convert text columns to their types.
+
+    Required columns may not be empty; timestamps must be ISO 8601; codes must be canonical
+    (channel, satisfaction 1–5, attempt ≥ 1, verdict, active). A failure is a HaochaInputError naming
+    the file, the column and the first rows — never the values, which may be personal data.
+    """
+
+    def fail(col: str, mask: np.ndarray, problem: str, fix: str = _CANONICAL_FIX) -> None:
+        raise HaochaInputError(
+            f"{table} 表的 {col} 列{problem}（共 {int(mask.sum())} 行）",
+            file=str(source),
+            column=col,
+            rows=(np.flatnonzero(mask) + row_offset).tolist(),
+            fix=fix,
+        )
+
+    frame = frame.copy()
+    for col in [c for c in frame.columns if c in DTYPES[table]]:
+        s, dtype = frame[col], DTYPES[table][col]
+        given = s.notna().to_numpy()
+        if col in REQUIRED[table] and not given.all():
+            fail(col, ~given, "有空值，而该列必填")
+        textual = s.dtype == object or str(s.dtype) in ("str", "string")
+        if dtype.startswith("datetime64") and textual:
+            parsed = pd.to_datetime(s, errors="coerce", format="ISO8601")
+            bad = given & parsed.isna().to_numpy()
+            if bad.any():
+                fail(
+                    col,
+                    bad,
+                    "有无法识别的时间",
+                    "时间写成 YYYY-MM-DD HH:MM:SS；其他格式请用 haocha ingest 导入",
+                )
+            frame[col] = parsed
+        elif dtype == "int8" and textual:
+            number = pd.to_numeric(s, errors="coerce")
+            bad = given & number.isna().to_numpy()
+            if bad.any():
+                fail(col, bad, "有非数字的值")
+            frame[col] = number
+        elif dtype == "boolean" and textual:
+            mapped = s.astype("str").str.strip().str.lower().map(ACTIVE_TEXT)
+            bad = given & mapped.isna().to_numpy()
+            if bad.any():
+                fail(col, bad, "有无法识别的值（应为 true/false，空为未知）")
+            frame[col] = mapped.astype("boolean")
+    domains = {
+        "channel": (lambda s: s.isin(CHANNEL_CODES), "不是规范的渠道代码"),
+        "satisfaction": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 5), "不在 1–5 之间"),
+        "attempt": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 127), "不在 1–127 之间"),
+        "verdict": (lambda s: s.isin(VERDICTS), "不是 valid/invalid"),
+    }
+    for col, (ok, problem) in domains.items():
+        if col in frame and DTYPES[table].get(col):
+            given = frame[col].notna().to_numpy()
+            bad = given & ~ok(frame[col]).fillna(False).to_numpy(dtype=bool)
+            if bad.any():
+                fail(col, bad, problem)
+    if "attempt" in frame:
+        frame["attempt"] = frame["attempt"].fillna(1)  # contract: 评价次数 defaults to 1
+    return frame
 
 
 def load_tables(
@@ -140,9 +206,31 @@ def load_tables(
         cols = (columns or {}).get(table)
         frame = _read_one(Path(data_dir), table, period, cols)
         if check and cols is None:
-            validate(frame, table)
+            validate_or_explain(frame, table, Path(data_dir) / table)
         out[table] = frame
     return out
+
+
+def validate_or_explain(frame: pd.DataFrame, table: str, source: Path) -> None:
+    """Validate with the pandera model; a failure becomes a HaochaInputError naming checks and rows.
+
+    The failing values are left out on purpose: they may be identity or phone numbers.
+    """
+    from pandera.errors import SchemaErrors
+
+    try:
+        validate(frame, table)
+    except SchemaErrors as err:
+        cases = err.failure_cases
+        problems = sorted({f"{c}：{k}" for c, k in zip(cases["column"], cases["check"], strict=True)})
+        rows = sorted({int(i) + 1 for i in cases["index"].dropna()})
+        raise HaochaInputError(
+            f"{table} 表未通过规范检查：{'；'.join(problems[:5])}",
+            file=str(source),
+            column="、".join(sorted({str(c) for c in cases["column"].dropna()})),
+            rows=rows,
+            fix=_CANONICAL_FIX,
+        ) from None
 
 
 def write_tables(

@@ -199,3 +199,51 @@ def test_notebook_rules_catch_outputs_definitions_and_parameters(tmp_path):
     assert "outputs" in run.stdout and "def" in run.stdout and "0 cells tagged" in run.stdout
     # The project's own notebooks pass.
     assert subprocess.run([sys.executable, script, str(PROJ_ROOT / "notebooks")]).returncode == 0
+
+
+def _canonical_csv(tmp_path, **changes):
+    evals = {
+        "eval_id": ["e1", "e2", "e3"],
+        "case_id": ["c1", "c1", ""],
+        "unit_id": ["u1", "u1", "u1"],
+        "channel": ["hall_tablet", "sms", "qr_code"],
+        "satisfaction": ["5", "4", "5"],
+        "evaluated_at": ["2023-04-03 10:01:00", "2023-04-03 10:02:00.123456", "2023-04-04 09:00:00"],
+        "evaluator_key": ["ab" * 16, "cd" * 16, ""],
+    }
+    for col, (row, value) in changes.items():
+        evals[col][row] = value
+    pd.DataFrame(evals).to_csv(tmp_path / "evaluations.csv", index=False)
+    pd.DataFrame({"case_id": ["c1"], "unit_id": ["u1"], "finished_at": ["2023-04-03 10:00:00"]}).to_csv(
+        tmp_path / "cases.csv", index=False
+    )
+
+
+@pytest.mark.parametrize(
+    "column,row,value,words",
+    [
+        ("channel", 1, "电话", "渠道代码"),
+        ("satisfaction", 2, "7", "1–5"),
+        ("satisfaction", 0, "满意", "非数字"),
+        ("satisfaction", 1, "", "必填"),
+        ("evaluated_at", 2, "2023年4月4日 9点", "时间"),
+    ],
+)
+def test_invalid_canonical_values_are_clear_errors(tmp_path, column, row, value, words):
+    _canonical_csv(tmp_path, **{column: (row, value)})
+    cols = {"evaluations": ["eval_id", "case_id", "unit_id", "channel", "satisfaction", "evaluated_at"]}
+    for columns in (cols, None):
+        with pytest.raises(HaochaInputError, match=words) as err:
+            load_tables(tmp_path, parse_period("2023Q2"), tables=("evaluations",), columns=columns)
+        assert err.value.column == column and err.value.rows == [row + 2]
+        assert "evaluations.csv" in err.value.message()
+
+
+def test_schema_failures_never_print_the_values(tmp_path):
+    _canonical_csv(tmp_path, evaluator_key=(2, "13812345678"))
+    with pytest.raises(HaochaInputError) as err:
+        load_tables(tmp_path, parse_period("2023Q2"), tables=("cases", "evaluations"))
+    assert "evaluator_key" in err.value.message() and "13812345678" not in err.value.message()
+    ok = load_tables(tmp_path, parse_period("2023Q2"), tables=("evaluations",),
+                     columns={"evaluations": ["eval_id", "evaluated_at"]})  # fmt: skip
+    assert ok["evaluations"]["evaluated_at"].dt.microsecond.tolist() == [0, 123456, 0]
