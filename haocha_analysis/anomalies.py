@@ -1513,25 +1513,27 @@ def write_outputs(findings: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = findings_for_people(findings)
-    written = []
-    for name, writer in (
-        ("anomalies.csv", lambda p: table.to_csv(p, index=False, encoding="utf-8-sig")),
-        (
-            "anomalies.xlsx",
-            lambda p: table.to_excel(p, index=False, sheet_name="异常发现", engine="openpyxl"),
-        ),
-    ):
-        target = out_dir / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=target.suffix, dir=out_dir)
-        os.close(fd)
-        try:
+    staged: list[tuple[str, Path]] = []
+    try:  # both files are written before either replaces the previous set
+        for name, writer in (
+            ("anomalies.csv", lambda p: table.to_csv(p, index=False, encoding="utf-8-sig")),
+            (
+                "anomalies.xlsx",
+                lambda p: table.to_excel(p, index=False, sheet_name="异常发现", engine="openpyxl"),
+            ),
+        ):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=out_dir)
+            os.close(fd)
+            staged.append((tmp, out_dir / name))
             writer(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the findings are for every reader
+        for tmp, target in staged:
             os.replace(tmp, target)
-        finally:
+    finally:
+        for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        written.append(target)
-    return written
+    return [target for _, target in staged]
 
 
 # --- the bulletin's problems paragraph ---------------------------------------------------------

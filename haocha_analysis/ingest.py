@@ -60,7 +60,7 @@ from .ingest_readers import SourceFile, read_source
 from .periods import Period, parse_period
 from .reference import CityReference, load_city
 from .schemas import DTYPES, FOLLOW_UP_LEVELS, TABLES, coerce, validate
-from .storage import record_extraction, write_tables
+from .storage import record_extraction, swap_in, write_tables
 
 TABLE_KEYS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "eval_id"}
 TABLE_LABELS = {"cases": "办件表", "evaluations": "评价表", "rectifications": "差评整改表"}
@@ -1031,14 +1031,12 @@ def _move_into_place(tmp: Path, out_dir: Path, period_label: str) -> None:
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
+    moves = [(tmp / LOG_NAME, out_dir / LOG_NAME)]
     for table in TABLES:
-        src = tmp / table / f"period={period_label}"
         target = out_dir / table / f"period={period_label}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(src, target)
-    os.replace(tmp / LOG_NAME, out_dir / LOG_NAME)
+        moves.insert(0, (tmp / table / f"period={period_label}", target))
+    swap_in(moves)  # the period's tables and the log replace the old ones as one set
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -239,6 +239,7 @@ def write_tables(
     """Write canonical tables for one period, atomically per table (no half-written partition)."""
     out_dir = Path(out_dir)
     written = []
+    staged: list[tuple[Path, Path]] = []
     for table, frame in tables.items():
         frame = coerce(frame, table)
         if csv:
@@ -253,14 +254,48 @@ def write_tables(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{table}-", dir=target.parent))
         tmp.chmod(0o755)  # mkdtemp makes 0700
+        staged.append((tmp, target))
         pq.write_table(
             pa.Table.from_pandas(frame, preserve_index=False), tmp / "part-0.parquet", compression="zstd"
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
         written.append(target / "part-0.parquet")
+    swap_in(staged)
     return written
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def swap_in(moves: list[tuple[Path, Path]]) -> None:
+    """Move staged folders/files into place as one set: all of them, or none.
+
+    Each existing target is first renamed aside; if any move fails, the old ones are put back. The
+    old ones are deleted only when every new one is in place.
+    """
+    aside: list[tuple[Path, Path]] = []
+    done: list[Path] = []
+    try:
+        for src, target in moves:
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                aside.append((old, target))
+            os.replace(src, target)
+            done.append(target)
+    except BaseException:
+        for target in done:
+            _remove(target)
+        for old, target in aside:
+            os.replace(old, target)
+        for src, _ in moves:
+            _remove(src)
+        raise
+    for old, _ in aside:
+        _remove(old)
 
 
 EXTRACTIONS_FILE = "extractions.json"

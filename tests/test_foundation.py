@@ -247,3 +247,22 @@ def test_schema_failures_never_print_the_values(tmp_path):
     ok = load_tables(tmp_path, parse_period("2023Q2"), tables=("evaluations",),
                      columns={"evaluations": ["eval_id", "evaluated_at"]})  # fmt: skip
     assert ok["evaluations"]["evaluated_at"].dt.microsecond.tolist() == [0, 123456, 0]
+
+
+def test_swap_in_is_all_or_nothing(tmp_path):
+    from haocha_analysis.storage import swap_in
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x").write_text("old")
+        (tmp_path / f"new-{name}").mkdir()
+        (tmp_path / f"new-{name}" / "x").write_text("new")
+    moves = [(tmp_path / "new-a", tmp_path / "a"), (tmp_path / "missing", tmp_path / "b")]
+    with pytest.raises(FileNotFoundError):
+        swap_in(moves)
+    assert (tmp_path / "a" / "x").read_text() == "old" and (tmp_path / "b" / "x").read_text() == "old"
+    (tmp_path / "new-a").mkdir()
+    (tmp_path / "new-a" / "x").write_text("new")
+    swap_in([(tmp_path / "new-a", tmp_path / "a"), (tmp_path / "new-b", tmp_path / "b")])
+    assert (tmp_path / "a" / "x").read_text() == "new" and (tmp_path / "b" / "x").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
