@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import config
+from .cli import city_option, data_option, out_option, period_option, user_errors
 from .errors import HaochaInputError
 from .metrics import CASE_COLUMNS, EVALUATION_COLUMNS
 from .periods import Period, parse_period, resolve_period
@@ -1761,34 +1762,25 @@ def _evaluation_commands():
 
 
 @click.command("anomalies")
-@click.option("--city", required=True, help="城市：data/reference/ 下的名称（如 zibo）或参考数据目录路径")
-@click.option(
-    "--period", required=True, help="统计期：YYYYQn、YYYY-MM、YYYYHn、YYYY 或 YYYY-MM-DD..YYYY-MM-DD"
-)
-@click.option(
-    "--data", "data_dir", type=click.Path(path_type=Path), required=True, help="规范表目录（按统计期分区）"
-)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="输出目录")
+@city_option
+@period_option
+@data_option
+@out_option
 @click.option("--history", "history_n", default=4, show_default=True, help="用作历史比较的此前统计期个数")
+@user_errors
 def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, history_n: int) -> None:
     """异常发现：写出按严重程度排序的异常清单（anomalies.csv / anomalies.xlsx）。"""
-    import sys
     import time
 
-    from .errors import EXIT_INPUT_ERROR
     from .reference import load_city
 
-    try:
-        t0 = time.perf_counter()
-        ref = load_city(city)
-        p = resolve_period(period)
-        data = load_period(data_dir, p)
-        history = load_history(data_dir, p, history_n)
-        findings = detect(ref, data, p, history)
-        paths = write_outputs(findings, out_dir)
-    except HaochaInputError as err:
-        click.echo(err.message(), err=True)
-        sys.exit(EXIT_INPUT_ERROR)
+    t0 = time.perf_counter()
+    ref = load_city(city)
+    p = resolve_period(period)
+    data = load_period(data_dir, p)
+    history = load_history(data_dir, p, history_n)
+    findings = detect(ref, data, p, history)
+    paths = write_outputs(findings, out_dir)
     counts = findings["kind_cn"].value_counts()
     click.echo(
         f"{ref.city_name} {p.title_cn()}：发现 {len(findings)} 条异常"

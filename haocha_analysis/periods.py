@@ -66,6 +66,13 @@ class Period:
         end = self.start - timedelta(days=1)
         return parse_period(f"{end - length}..{end}")
 
+    def with_previous(self) -> Period:
+        """This period and the one before it, as one range (what is read to link earlier cases)."""
+        previous = self.shifted("previous")
+        if previous is None:
+            return self
+        return Period(f"{previous.start}..{self.end}", "range", previous.start, self.end)
+
     def quarters(self) -> list[Period]:
         """Calendar quarters that overlap the period."""
         out, y, q = [], self.start.year, (self.start.month - 1) // 3 + 1

@@ -241,15 +241,7 @@ def load_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     """
     from . import storage
 
-    return storage.load_tables(data_dir, load_window(period))
-
-
-def load_window(period: Period) -> Period:
-    """The period and the one before it: what :func:`load_data` reads."""
-    previous = period.shifted("previous")
-    if previous is None:
-        return period
-    return Period(f"{previous.start}..{period.end}", "range", previous.start, period.end)
+    return storage.load_tables(data_dir, period.with_previous())
 
 
 def compute(
@@ -312,7 +304,7 @@ def input_files(data_dir: Path, period: Period, ref: CityReference, narrative: P
     """Files a run reads: the canonical tables it loads, reference data, template and notebook."""
     from . import storage
 
-    period = load_window(period)
+    period = period.with_previous()
     files: list[Path] = []
     for table in ("cases", "evaluations", "rectifications"):
         parts = storage.partitions(data_dir, table)

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from .cli import city_option, data_option, out_option, period_option, user_errors
 from .errors import HaochaInputError
 from .metrics import COUNT_COLUMNS, NEEDED_COLUMNS, source_system_counts, unit_counts
 from .periods import Period, resolve_period
@@ -811,9 +812,7 @@ def load_period_data(data_dir: Path, period: Period, lookback: bool = True) -> d
     """
     from .storage import load_tables
 
-    window = period
-    if lookback and (previous := period.shifted("previous")) is not None:
-        window = Period(f"{previous.start}..{period.end}", "range", previous.start, period.end)
+    window = period.with_previous() if lookback else period
     columns = {table: list(cols) for table, cols in NEEDED_COLUMNS.items()}
     columns["cases"] = [*columns["cases"], "source_system"]
     try:
@@ -827,52 +826,48 @@ def load_period_data(data_dir: Path, period: Period, lookback: bool = True) -> d
 
 
 @click.command("tables")
-@click.option("--city", required=True, help="城市：data/reference/ 下的名称（如 zibo）或参考数据目录路径")
-@click.option("--period", required=True, help="统计期: YYYYQn、YYYY-MM、YYYYHn、YYYY 或 latest")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True, help="规范表目录")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="输出目录")
+@city_option
+@period_option
+@data_option
+@out_option
 @click.option(
     "--extracted-on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="数据提取日期（备注行）"
 )
 @click.option("--compare", is_flag=True, help="增加环比、同比列（需有上期、上年同期数据）")
+@user_errors
 def tables_command(
     city: str, period: str, data_dir: Path, out_dir: Path, extracted_on: object, compare: bool
 ) -> None:
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
-    from .cli import user_errors
     from .reference import load_city
 
-    @user_errors
-    def run() -> None:
-        ref = load_city(city)
-        p = resolve_period(period)
-        data = load_period_data(data_dir, p)
-        history = None
-        if compare:
-            history = {}
-            for kind in COMPARISONS:
-                shifted = p.shifted(kind)
-                if shifted is not None:
-                    history[shifted.label] = load_period_data(data_dir, shifted)
-        result = build_tables(
-            ref,
-            data,
-            p,
-            extracted_on=extracted_on.date() if extracted_on else None,
-            compare=compare,
-            history=history,
-        )
-        paths = write_outputs(result, out_dir)
-        gaps = int((result.reconciliation["difference"] != 0).sum())
-        click.echo(
-            f"{ref.city_name} {p.title_cn()}：总评价数 {result.headline['total_evaluations']}，"
-            f"评价率 {result.headline['evaluation_rate']}，有效差评 {result.headline['valid_bad_reviews']}；"
-            f"跨附件核对 {len(result.reconciliation)} 项，有差额 {gaps} 项（见 reconciliation.csv）"
-        )
-        for path in paths:
-            click.echo(f"  {path}")
-
-    run()
+    ref = load_city(city)
+    p = resolve_period(period)
+    data = load_period_data(data_dir, p)
+    history = None
+    if compare:
+        history = {}
+        for kind in COMPARISONS:
+            shifted = p.shifted(kind)
+            if shifted is not None:
+                history[shifted.label] = load_period_data(data_dir, shifted)
+    result = build_tables(
+        ref,
+        data,
+        p,
+        extracted_on=extracted_on.date() if extracted_on else None,
+        compare=compare,
+        history=history,
+    )
+    paths = write_outputs(result, out_dir)
+    gaps = int((result.reconciliation["difference"] != 0).sum())
+    click.echo(
+        f"{ref.city_name} {p.title_cn()}：总评价数 {result.headline['total_evaluations']}，"
+        f"评价率 {result.headline['evaluation_rate']}，有效差评 {result.headline['valid_bad_reviews']}；"
+        f"跨附件核对 {len(result.reconciliation)} 项，有差额 {gaps} 项（见 reconciliation.csv）"
+    )
+    for path in paths:
+        click.echo(f"  {path}")
 
 
 COMMANDS = [tables_command]

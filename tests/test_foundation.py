@@ -64,6 +64,8 @@ def test_period_shifts_and_labels():
     assert q2.title_cn() == "2023年第二季度"
     assert q2.range_cn() == "2023年4月1日至6月30日"
     assert [p.label for p in parse_period("2023H1").quarters()] == ["2023Q1", "2023Q2"]
+    window = q2.with_previous()
+    assert (window.start, window.end) == (date(2023, 1, 1), date(2023, 6, 30))
     ts = pd.Series(
         pd.to_datetime(
             ["2023-03-31 23:59:59", "2023-04-01 00:00:00", "2023-06-30 23:59:59", "2023-07-01 00:00:00", None]
