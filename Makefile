@@ -38,6 +38,7 @@ lint: setup ## ruff lint + format check; fail on notebooks committed with output
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) scripts/check_notebooks.py notebooks
+	$(VENV)/bin/lint-imports
 
 format: setup ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

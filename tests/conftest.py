@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from haocha_analysis.reference import CityReference, load_city
+from haocha_analysis.core.reference import CityReference, load_city
 
 TESTS_DIR = Path(__file__).resolve().parent
 TEST_DATA = TESTS_DIR / "data"

@@ -1,0 +1,225 @@
+"""The shared per-unit statistics of one period that every detector reads (the detection context)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from haocha_analysis.analysis.anomalies.settings import DETECT_COLUMNS, HISTORY_COLUMNS, Settings
+from haocha_analysis.core import config
+from haocha_analysis.core.arrays import isin
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.linkage import link
+from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.reference import CityReference
+from haocha_analysis.core.schemas import DTYPES, ONSITE_CHANNELS
+
+# --- preparation -------------------------------------------------------------------------------
+
+
+def _ensure(frame: pd.DataFrame | None, table: str, columns: list[str]) -> pd.DataFrame:
+    """Keep the needed columns, adding missing optional ones as empty, with canonical dtypes."""
+    if frame is None:
+        frame = pd.DataFrame()
+    frame = frame.reset_index(drop=True)
+    out = pd.DataFrame(index=frame.index)
+    for col in columns:
+        dtype = DTYPES[table][col]
+        s = frame[col] if col in frame.columns else pd.Series(pd.NA, index=frame.index, dtype="object")
+        if dtype.startswith("datetime64"):
+            s = pd.to_datetime(s)
+        elif dtype == "category":
+            s = s.astype("str").astype("category") if not isinstance(s.dtype, pd.CategoricalDtype) else s
+        elif dtype == "boolean":
+            s = s.astype("boolean")
+        elif dtype in ("int8",):
+            s = pd.to_numeric(s).fillna(1 if col == "attempt" else 0).astype("int16")
+        out[col] = s
+    return out
+
+
+def _unit_frame(ref: CityReference) -> pd.DataFrame:
+    units = ref.units.copy()
+    units["category"] = units["category"].fillna("")
+    cat_sizes = units.groupby(["level", "category"])["unit_id"].transform("size")
+    return units.set_index("unit_id")[["unit_name", "level", "district", "category", "order"]].assign(
+        _cat_size=cat_sizes.to_numpy()
+    )
+
+
+@dataclass
+class Context:
+    """Everything the detectors share for one period, computed once."""
+
+    ref: CityReference
+    period: Period
+    settings: Settings
+    units: pd.DataFrame  # index unit_id: unit_name, level, district, category, order, peer_group
+    cases: pd.DataFrame  # all loaded cases (for linking)
+    evaluations: pd.DataFrame  # all loaded evaluations
+    cases_in: pd.DataFrame  # finished in the period
+    evals_in: pd.DataFrame  # made in the period
+    first_in: pd.DataFrame  # attempt-1 evaluations made in the period
+    stats: pd.DataFrame  # per unit counts
+    history: dict[str, pd.DataFrame]  # label -> per unit (n_first, days)
+
+
+def _peer_groups(units: pd.DataFrame, min_units: int) -> pd.Series:
+    """District departments are compared within their 附件3 category when it has enough units."""
+    by_cat = (
+        (units["level"] == "district_dept") & (units["category"] != "") & (units["_cat_size"] >= min_units)
+    )
+    return units["level"].where(~by_cat, units["level"] + "|" + units["category"])
+
+
+def _count(series: pd.Series, index: pd.Index) -> pd.Series:
+    counts = series.value_counts()
+    counts.index = counts.index.astype("str")
+    return counts.reindex(index, fill_value=0).astype("int64")
+
+
+def _labels(series: pd.Series) -> np.ndarray:
+    """Distinct non-missing labels of a (categorical or string) column."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.categories.astype("str").to_numpy()
+    return series.dropna().astype("str").unique()
+
+
+def _recode(series: pd.Series, dtype: pd.CategoricalDtype) -> pd.Series:
+    """A unit column as the shared categorical (cheap when it is categorical already)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cats = series.cat.categories.astype("str")
+        mapping = dtype.categories.get_indexer(cats)
+        codes = series.cat.codes.to_numpy()
+        return pd.Series(
+            pd.Categorical.from_codes(np.where(codes >= 0, mapping[codes], -1), dtype=dtype),
+            index=series.index,
+        )
+    return series.astype("str").astype(dtype)
+
+
+def prepare(
+    ref: CityReference,
+    data: dict[str, pd.DataFrame],
+    period: Period | str,
+    history: dict[str, dict[str, pd.DataFrame]] | None = None,
+    settings: Settings | None = None,
+) -> Context:
+    """Compute the shared per-unit statistics of one period (used by every detector)."""
+    period = parse_period(period) if isinstance(period, str) else period
+    settings = settings or Settings()
+    if "cases" not in data or "evaluations" not in data:
+        raise HaochaInputError(
+            "异常发现需要 cases 与 evaluations 两张规范表",
+            fix="传入 {'cases': ..., 'evaluations': ...}（rectifications 可选），"
+            "或先运行 haocha ingest/synth",
+        )
+    units = _unit_frame(ref)
+    units["peer_group"] = _peer_groups(units, settings.peer_min_units)
+    cases = _ensure(data["cases"], "cases", DETECT_COLUMNS["cases"])
+    evaluations = _ensure(data["evaluations"], "evaluations", DETECT_COLUMNS["evaluations"])
+    rect = _ensure(data.get("rectifications"), "rectifications", DETECT_COLUMNS["rectifications"])
+    # Units seen in the data but missing from the reference are still reported (level unknown).
+    seen = pd.Index(_labels(cases["unit_id"])).union(pd.Index(_labels(evaluations["unit_id"])))
+    extra = seen.difference(units.index).dropna()
+    if len(extra):
+        add = pd.DataFrame(
+            {
+                "unit_name": extra,
+                "level": "",
+                "district": "",
+                "category": "",
+                "order": 10**6,
+                "_cat_size": 0,
+                "peer_group": "unknown",
+            },
+            index=extra,
+        )
+        units = pd.concat([units, add])
+    unit_dtype = pd.CategoricalDtype(units.index.astype("str"))
+    cases["unit_id"] = _recode(cases["unit_id"], unit_dtype)
+    evaluations["unit_id"] = _recode(evaluations["unit_id"], unit_dtype)
+
+    # The one linkage rule (core/linkage.py): the case's unit wins; duplicates counted nowhere.
+    links = link(cases, evaluations)
+    pos = links.case_pos
+    linked = links.linked
+    safe = np.where(linked, pos, 0)
+    evaluations["cid"] = links.case_code
+    evaluations["linked"] = linked
+    evaluations["duplicate"] = links.duplicate
+    evaluations["counted_first"] = links.linked_first | links.unlinked_first
+    if len(cases):
+        case_unit_codes = cases["unit_id"].cat.codes.to_numpy()
+        own = evaluations["unit_id"].cat.codes.to_numpy()
+        unit_codes = np.where(linked, case_unit_codes[safe], own)
+        finished = np.where(
+            linked, cases["finished_at"].to_numpy("datetime64[us]")[safe], np.datetime64("NaT")
+        )
+    else:
+        unit_codes = evaluations["unit_id"].cat.codes.to_numpy()
+        finished = np.full(len(evaluations), np.datetime64("NaT"), dtype="datetime64[us]")
+    evaluations["unit_id"] = pd.Categorical.from_codes(unit_codes, dtype=unit_dtype)
+    evaluations["case_finished"] = finished.astype("datetime64[us]")
+    has_first = np.zeros(len(cases), dtype=bool)
+    has_first[pos[links.linked_first]] = True
+    cases["has_first"] = has_first
+    cases = cases[~links.repeated_case]
+
+    cases_in = cases[period.contains(cases["finished_at"])]
+    evals_in = evaluations[period.contains(evaluations["evaluated_at"])].copy()
+    invalid_ids = rect.loc[rect["verdict"] == "invalid", "eval_id"]
+    bad = evals_in["satisfaction"].isin(config.BAD_SATISFACTION)
+    evals_in["bad"] = bad
+    evals_in["invalid_bad"] = False
+    if bad.any():
+        evals_in.loc[bad, "invalid_bad"] = isin(evals_in.loc[bad, "eval_id"], invalid_ids)
+    first_in = evals_in[evals_in["counted_first"]]
+
+    idx = units.index
+    stats = pd.DataFrame(index=idx)
+    stats["n_cases"] = _count(cases_in["unit_id"], idx)
+    stats["n_evals"] = _count(evals_in["unit_id"], idx)
+    stats["n_first"] = _count(first_in["unit_id"], idx)
+    stats["n_cases_evaluated"] = _count(cases_in.loc[cases_in["has_first"], "unit_id"], idx)
+    # Shares are taken over first evaluations of cases (the annex 1/2 definition of 主动评价率); the
+    # on-site share over those the citizen made (a system default has no channel anyone chose).
+    linked = first_in["linked"]
+    citizen = first_in["channel"] != "system_default"
+    onsite = isin(first_in["channel"], ONSITE_CHANNELS)
+    first_unit = first_in["unit_id"]
+    stats["n_citizen_linked"] = _count(first_unit[linked & citizen], idx)
+    stats["n_onsite"] = _count(first_unit[linked & citizen & onsite], idx)
+    known = first_in["active"].notna()
+    stats["n_active_known"] = _count(first_unit[linked & known], idx)
+    stats["n_active"] = _count(first_unit[linked & first_in["active"].fillna(False).astype(bool)], idx)
+    stats["n_citizen_first"] = _count(first_unit[citizen], idx)
+    stats["n_bad_citizen_first"] = _count(first_unit[citizen & first_in["bad"]], idx)
+    stats["n_citizen"] = _count(evals_in.loc[evals_in["channel"] != "system_default", "unit_id"], idx)
+    stats["n_bad"] = _count(evals_in.loc[evals_in["bad"], "unit_id"], idx)
+    stats["n_invalid_bad"] = _count(evals_in.loc[evals_in["invalid_bad"], "unit_id"], idx)
+
+    hist: dict[str, pd.DataFrame] = {}
+    for label, tables in (history or {}).items():
+        try:
+            hp = parse_period(label)
+        except HaochaInputError:
+            continue
+        if hp.start >= period.start:
+            continue  # only earlier periods are history
+        he = _ensure(tables.get("evaluations"), "evaluations", HISTORY_COLUMNS["evaluations"])
+        hc = _ensure(tables.get("cases"), "cases", HISTORY_COLUMNS["cases"])
+        he = he[hp.contains(he["evaluated_at"])]
+        hc = hc[hp.contains(hc["finished_at"])]
+        h = pd.DataFrame(index=idx)
+        h["n_first"] = _count(he.loc[he["attempt"] == 1, "unit_id"], idx)
+        h["n_records"] = (
+            h["n_first"] + _count(hc["unit_id"], idx) + _count(he.loc[he["attempt"] != 1, "unit_id"], idx)
+        )
+        h["days"] = hp.days
+        hist[label] = h
+    return Context(
+        ref, period, settings, units, cases, evaluations, cases_in, evals_in, first_in, stats, hist
+    )

@@ -1,0 +1,124 @@
+"""Running the detectors into one ranked findings table, and writing it for people (CSV, XLSX)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from haocha_analysis.analysis.anomalies.detectors import DETECTORS
+from haocha_analysis.analysis.anomalies.features import Context, prepare
+from haocha_analysis.analysis.anomalies.settings import (
+    FINDING_COLUMNS,
+    FINDING_HEADERS_CN,
+    KIND_WEIGHTS,
+    KINDS,
+    Settings,
+)
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.periods import Period
+from haocha_analysis.core.reference import CityReference
+from haocha_analysis.core.schemas import LEVEL_LABELS
+
+
+def detect(
+    ref: CityReference,
+    data: dict[str, pd.DataFrame],
+    period: Period | str,
+    history: dict[str, dict[str, pd.DataFrame]] | None = None,
+    settings: Settings | None = None,
+    kinds: list[str] | None = None,
+) -> pd.DataFrame:
+    """Run every detector on one period and return the findings table, most severe first.
+
+    Args:
+        ref: the city's reference data (units in official order).
+        data: canonical tables {'cases', 'evaluations', 'rectifications' (optional)}.
+        period: the period (``Period`` or label such as ``2023Q2``).
+        history: earlier periods, {label: tables}; may be None or empty.
+        settings: thresholds (default :class:`Settings`).
+        kinds: run only these detectors (default all).
+
+    Returns:
+        One row per (unit, kind) with FINDING_COLUMNS.
+    """
+    ctx = prepare(ref, data, period, history, settings)
+    return detect_context(ctx, kinds)
+
+
+def detect_context(ctx: Context, kinds: list[str] | None = None) -> pd.DataFrame:
+    """Run the detectors on a prepared context."""
+    unknown = set(kinds or []) - set(DETECTORS)
+    if unknown:
+        raise HaochaInputError(
+            f"未知的异常类型：{'、'.join(sorted(unknown))}", fix=f"可选：{'、'.join(DETECTORS)}"
+        )
+    parts = [DETECTORS[k](ctx) for k in (kinds or DETECTORS)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(
+            {
+                c: pd.Series(
+                    dtype="float64" if c in ("measure", "threshold", "expected", "severity") else "object"
+                )
+                for c in FINDING_COLUMNS
+            }
+        )
+    findings = pd.concat(parts, ignore_index=True)
+    # Severity across kinds: each detector's strength (0–1) times the weight of its kind.
+    findings["severity"] = (findings["severity"] * findings["kind"].map(KIND_WEIGHTS).fillna(1.0)).round(3)
+    kind_order = {k: i for i, k in enumerate(KINDS)}
+    findings["_k"] = findings["kind"].map(kind_order)
+    findings["_o"] = findings["unit_id"].map(ctx.units["order"]).fillna(10**6)
+    level_order = {lv: i for i, lv in enumerate(LEVEL_LABELS)}
+    findings["_l"] = findings["level"].map(level_order).fillna(99)
+    findings = findings.sort_values(
+        ["severity", "_k", "_l", "_o", "unit_id"], ascending=[False, True, True, True, True]
+    )
+    findings = findings.drop(columns=["_k", "_o", "_l"]).reset_index(drop=True)
+    assert findings["severity"].between(0, 1).all(), "severity must lie in [0, 1]"
+    assert not findings.duplicated(["unit_id", "kind"]).any(), "one finding per unit and kind"
+    return findings[FINDING_COLUMNS]
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def findings_for_people(findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings with Chinese headers and a 序号 column, as written to CSV/XLSX."""
+    out = findings.copy()
+    for col in ("measure", "threshold", "expected"):
+        out[col] = out[col].map(lambda x: float(f"{x:.6g}") if pd.notna(x) else x)
+    out.insert(0, "rank", range(1, len(out) + 1))
+    out["level"] = out["level"].map(LEVEL_LABELS).fillna(out["level"])
+    return out.rename(columns=FINDING_HEADERS_CN)
+
+
+def write_outputs(findings: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Write ``anomalies.csv`` (UTF-8 with BOM) and ``anomalies.xlsx`` atomically; return the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = findings_for_people(findings)
+    staged: list[tuple[str, Path]] = []
+    try:  # both files are written before either replaces the previous set
+        for name, writer in (
+            ("anomalies.csv", lambda p: table.to_csv(p, index=False, encoding="utf-8-sig")),
+            (
+                "anomalies.xlsx",
+                lambda p: table.to_excel(p, index=False, sheet_name="异常发现", engine="openpyxl"),
+            ),
+        ):
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=out_dir)
+            os.close(fd)
+            staged.append((tmp, out_dir / name))
+            writer(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the findings are for every reader
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return [target for _, target in staged]

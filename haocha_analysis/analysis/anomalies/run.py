@@ -1,0 +1,84 @@
+"""One period's detection from a data folder, with its history (the analysts' entry point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from haocha_analysis.analysis.anomalies.features import Context, prepare
+from haocha_analysis.analysis.anomalies.findings import detect_context
+from haocha_analysis.analysis.anomalies.settings import DETECT_COLUMNS, HISTORY_COLUMNS, Settings
+from haocha_analysis.core import config
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.periods import Period, parse_period, resolve_period
+from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.ingest.storage import available_periods, load_tables, load_window
+
+# --- loading and the command line --------------------------------------------------------------
+
+
+def load_period(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
+    """The columns the detectors need, through the one loading window (the period and the one before)."""
+    return load_window(Path(data_dir), period, columns=DETECT_COLUMNS)
+
+
+def load_history(data_dir: Path, period: Period, max_periods: int = 4) -> dict[str, dict[str, pd.DataFrame]]:
+    """Earlier periods stored in a data folder (storage.available_periods), the latest ``max_periods``."""
+    earlier = []
+    for label in available_periods(Path(data_dir)):
+        try:
+            p = parse_period(label)
+        except HaochaInputError:
+            continue
+        if p.end < period.start:
+            earlier.append(p)
+    earlier = sorted(earlier, key=lambda p: p.start)[-max_periods:]
+    return {
+        p.label: load_tables(
+            Path(data_dir), p, tables=("cases", "evaluations"), columns=HISTORY_COLUMNS, check=False
+        )
+        for p in earlier
+    }
+
+
+def default_data_dir(city: str | Path, data_dir: str | Path = "") -> Path:
+    """The data folder: the one given, else the city's synthetic data folder (data/synthetic/<city>)."""
+    path = Path(data_dir) if str(data_dir) else config.SYNTHETIC_DIR / Path(str(city)).name
+    if not path.exists():
+        raise HaochaInputError(
+            "规范表目录不存在",
+            file=str(path),
+            fix=f"检查 data_dir，或先生成合成数据：haocha synth --city {city} --period 2023Q2 --out {path}",
+        )
+    return path
+
+
+@dataclass
+class Analysis:
+    """One period's detection, with what it was computed from (for the analysts' notebook)."""
+
+    ref: CityReference
+    period: Period
+    data: dict[str, pd.DataFrame]
+    history: dict[str, dict[str, pd.DataFrame]]
+    context: Context
+    findings: pd.DataFrame
+
+
+def analyse(
+    city: str | Path,
+    period: str,
+    data_dir: str | Path = "",
+    history_periods: int = 4,
+    settings: Settings | None = None,
+) -> Analysis:
+    """Load a period (and up to ``history_periods`` earlier ones) from a data folder and detect."""
+    ref = load_city(city)
+    p = resolve_period(period)
+    folder = default_data_dir(city, data_dir)
+    data = load_period(folder, p)
+    history = load_history(folder, p, history_periods) if history_periods else {}
+    ctx = prepare(ref, data, p, history, settings)
+    return Analysis(ref, p, data, history, ctx, detect_context(ctx))

@@ -1,0 +1,328 @@
+"""``make bench``: every stage measured at several scales, side by side with DuckDB.
+
+Each stage runs in its own child process so that its peak memory (ru_maxrss) is its own. Times are
+wall and CPU seconds; DuckDB's time is measured in the same run on the same Parquet files, and the
+ratio (ours / DuckDB) is what is reported, since absolute times on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STAGES = (
+    "synth",
+    "ingest_csv",
+    "ingest_parquet",
+    "quality",
+    "duckdb_quality",
+    "tables",
+    "duckdb_tables",
+    "anomalies",
+    "bulletin",
+)
+TARGETS = {
+    "tables_vs_duckdb": 2.0,  # tables at most 2x DuckDB's time
+    "pipeline_seconds": 60.0,  # canonical Parquet -> HTML + PDF
+    "stage_peak_mb": 4096.0,  # no stage over 4 GB at scale 1
+    "province_peak_mb": 12288.0,  # tables at scale 16 within 12 GB
+}
+
+
+def _measure(fn, *args, **kwargs) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    extra = fn(*args, **kwargs) or {}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "cpu_s": round(time.process_time() - c0, 3),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **extra,
+    }
+
+
+def _stage(stage: str, city: str, period_label: str, scale: float, work: Path) -> dict:
+    """Run one stage in this (child) process and return its measurements."""
+    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.reference import load_city
+
+    ref, period = load_city(city), parse_period(period_label)
+    data_dir = work / "data"
+
+    def load(**kw):
+        from haocha_analysis.ingest.storage import load_tables
+
+        return load_tables(data_dir, period, **kw)
+
+    if stage == "synth":
+        from haocha_analysis.synth import generate as synth
+
+        made: dict = {}
+
+        def run():  # generation + Parquet; the CSV copy for the ingest stage is not timed
+            made["result"] = result = synth.generate(ref, period, scale=scale, seed=0, scenario="default")
+            synth.write(result, data_dir, period.label)
+            return {"records": int(sum(len(t) for t in result.tables.values())),
+                    "generate_s": round(result.seconds, 3)}  # fmt: skip
+
+        measured = _measure(run)
+        synth.write(made.pop("result"), work / "csv", period.label, csv=True)
+        return measured
+    if stage == "synth_province":
+        # A province: `scale` cities' quarters (each one city at scale 1, its own seed), written as
+        # one partition of several files — never more than one city in memory at a time.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from haocha_analysis.core.schemas import coerce
+        from haocha_analysis.synth import generate as synth
+
+        def run():
+            records = 0
+            for i in range(int(scale)):
+                result = synth.generate(ref, period, scale=1.0, seed=i, scenario="default")
+                for table, frame in result.tables.items():
+                    frame = frame.copy()
+                    for col in ("case_id", "eval_id"):
+                        if col in frame:
+                            frame[col] = f"p{i:02d}-" + frame[col]
+                    target = data_dir / table / f"period={period.label}"
+                    target.mkdir(parents=True, exist_ok=True)
+                    arrow = pa.Table.from_pandas(coerce(frame, table), preserve_index=False)
+                    pq.write_table(arrow, target / f"part-{i}.parquet", compression="zstd")
+                    records += len(frame)
+                del result
+            return {"records": records}
+
+        return _measure(run)
+    if stage in ("ingest_csv", "ingest_parquet"):
+        from haocha_analysis.core.config import PROFILES_DIR
+        from haocha_analysis.ingest import build as ingest
+
+        if stage == "ingest_csv":
+            files = sorted((work / "csv").glob("*.csv"))
+        else:
+            files = sorted(data_dir.glob("*/period=*/*.parquet"))
+        out = work / f"out_{stage}"
+
+        def run():
+            log = ingest.ingest_files(PROFILES_DIR / "canonical.yml", files, ref, period, out)
+            rows = sum(f.get("rows_read", 0) for f in log.get("files", [])) if isinstance(log, dict) else 0
+            return {"records": int(rows)}
+
+        return _measure(run)
+    if stage == "tables":
+        from haocha_analysis.analysis import annexes as tables
+
+        built: dict = {}
+
+        def run():  # load + compute, like the SQL; writing the files is not timed
+            data = tables.load_period_data(data_dir, period)
+            built["result"] = tables.build_tables(ref, data, period)
+            return {"records": int(sum(len(t) for t in data.values()))}
+
+        measured = _measure(run)
+        tables.write_outputs(built["result"], work / "tables")
+        return measured
+    if stage == "duckdb_tables":
+        import duckdb
+
+        from haocha_analysis.bench.duckdb_twin import annex_tables
+
+        frames: dict = {}
+        measured = _measure(lambda: frames.update(annex_tables(ref, data_dir, period)))
+        (work / "duckdb").mkdir(exist_ok=True)
+        for name, frame in frames.items():
+            frame.reset_index().to_csv(work / "duckdb" / f"{name}.csv", index=False)
+        measured["mismatches"] = _disagreements(work)
+        return measured
+    if stage == "quality":
+        from haocha_analysis import quality
+
+        built = {}
+
+        def run():  # load + compute; writing the files is not timed
+            built["report"] = quality.run_quality(ref, quality.load_quality_data(data_dir, period), period)
+
+        measured = _measure(run)
+        quality.write_outputs(built["report"], work / "quality")
+        return measured
+    if stage == "duckdb_quality":
+        import duckdb  # noqa: F401
+
+        from haocha_analysis.bench.duckdb_twin import quality_sql
+
+        return _measure(lambda: {"rows": len(quality_sql(data_dir, period))})
+    if stage == "anomalies":
+        from haocha_analysis.analysis import anomalies
+
+        def run():
+            findings = anomalies.detect(ref, load(check=False), period, history=None)
+            anomalies.write_outputs(findings, work / "anomalies")
+            return {"findings": len(findings)}
+
+        return _measure(run)
+    if stage == "bulletin":
+        from haocha_analysis.pipeline import run as pipeline
+
+        return _measure(
+            lambda: (
+                pipeline.build_bulletin(city, period.label, data_dir=data_dir, out_dir=work / "bulletin")
+                and None
+            )
+        )
+    raise ValueError(stage)
+
+
+def _disagreements(work: Path) -> int | None:
+    """Cells where DuckDB's counts differ from the annex CSVs the tables stage wrote (None: not run)."""
+    import pandas as pd
+
+    ours_dir, theirs_dir = work / "tables", work / "duckdb"
+    if not ours_dir.is_dir():
+        return None
+    differ = 0
+    for theirs_file in sorted(theirs_dir.glob("*.csv")):
+        ours = pd.read_csv(ours_dir / theirs_file.name, dtype=str, encoding="utf-8-sig")
+        theirs = pd.read_csv(theirs_file)
+        key = theirs.columns[0]
+        ours = ours[ours[key].isin(theirs[key])].set_index(key)
+        theirs = theirs.set_index(key)
+        for col in theirs.columns:
+            if col not in ours.columns:
+                continue
+            mine = pd.to_numeric(ours[col], errors="coerce").reindex(theirs.index)
+            known = mine.notna()  # "/" cells are undefined in ours, 0 in SQL: not compared
+            differ += int((mine[known] != theirs.loc[known, col]).sum())
+    return differ
+
+
+def _child(stage: str, city: str, period: str, scale: float, work: str) -> None:
+    try:
+        result = _stage(stage, city, period, scale, Path(work))
+        result["ok"] = True
+    except Exception as err:  # reported in the table, never hidden
+        result = {
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}"[:400],
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    print("BENCH-RESULT " + json.dumps(result, ensure_ascii=False))
+
+
+def run_stage(stage: str, city: str, period: str, scale: float, work: Path) -> dict:
+    """Run a stage in a fresh child process."""
+    args = ", ".join(repr(a) for a in (stage, city, period, scale, str(work)))
+    code = f"from haocha_analysis.bench.run import _child; _child({args})"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")), None)
+    if line is None:
+        return {"ok": False, "error": (proc.stderr or "no result")[-400:], "wall_s": time.perf_counter() - t0}
+    return json.loads(line.removeprefix("BENCH-RESULT "))
+
+
+def markdown(results: list[dict], cores: int) -> str:
+    """The Markdown table of the benchmark (the closing note's figure)."""
+    lines = [
+        f"机器：{cores} 核；{platform.python_implementation()} {platform.python_version()}",
+        "",
+        "| 阶段 | 规模 | 记录数 | 墙钟 s | CPU s | 峰值内存 MB | 对比 DuckDB（墙钟 / CPU） | 状态 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_key = {(r["stage"], r["scale"]): r for r in results}
+    for r in results:
+        ratio = ""
+        twin = by_key.get((f"duckdb_{r['stage']}", r["scale"]))
+        if twin and twin.get("ok") and r.get("ok") and twin["wall_s"] > 0 and twin["cpu_s"] > 0:
+            # DuckDB may use every core; pandas uses one: both ratios are shown.
+            ratio = f"{r['wall_s'] / twin['wall_s']:.2f}× / {r['cpu_s'] / twin['cpu_s']:.2f}×"
+        status = "通过" if r.get("ok") else f"失败：{r.get('error', '')[:80]}"
+        if r.get("mismatches"):
+            status += f"（与 pandas 结果不一致 {r['mismatches']} 格）"
+        lines.append(
+            f"| {r['stage']} | {r['scale']} | {r.get('records', '')} | {r.get('wall_s', '')} | "
+            f"{r.get('cpu_s', '')} | {r.get('peak_mb', '')} | {ratio} | {status} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(
+    out_dir: Path,
+    scales: list[float],
+    province_scale: float | None,
+    city: str = "zibo",
+    period: str = "2023Q2",
+    stages: tuple[str, ...] = STAGES,
+) -> list[dict]:
+    """Run every stage at every scale; write bench.json and bench.md into out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    plan = [(s, stages) for s in scales]
+    if province_scale:
+        plan.append((province_scale, ("synth_province", "tables", "duckdb_tables")))
+    for scale, stage_list in plan:
+        work = Path(tempfile.mkdtemp(prefix=f"haocha-bench-{scale}-"))
+        try:
+            for stage in stage_list:
+                r = run_stage(stage, city, period, scale, work)
+                r.update(stage=stage, scale=scale)
+                results.append(r)
+                print(
+                    f"  {stage:<16} 规模 {scale:<5} {r.get('wall_s', '?')} s  {r.get('peak_mb', '?')} MB"
+                    + ("" if r.get("ok") else f"  失败：{r.get('error', '')[:120]}"),
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    cores = os.cpu_count() or 1
+    (out_dir / "bench.json").write_text(
+        json.dumps({"cores": cores, "targets": TARGETS, "results": results}, ensure_ascii=False, indent=1),
+        encoding="utf-8",
+    )
+    (out_dir / "bench.md").write_text(markdown(results, cores), encoding="utf-8")
+    _plot(results, out_dir / "bench.png")
+    return results
+
+
+def _plot(results: list[dict], path: Path) -> None:
+    """Time and memory against records, log-log, per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = {
+        r["scale"]: r.get("records") for r in results if r["stage"].startswith("synth") and r.get("ok")
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for stage in sorted({r["stage"] for r in results}):
+        pts = sorted(
+            (records.get(r["scale"]), r)
+            for r in results
+            if r["stage"] == stage and r.get("ok") and records.get(r["scale"])
+        )
+        if len(pts) < 2:
+            continue
+        xs = [p[0] for p in pts]
+        axes[0].plot(xs, [p[1]["wall_s"] for p in pts], marker="o", label=stage)
+        axes[1].plot(xs, [p[1]["peak_mb"] for p in pts], marker="o", label=stage)
+    for ax, ylabel in zip(axes, ("wall time (s)", "peak memory (MB)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("records")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

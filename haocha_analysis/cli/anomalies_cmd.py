@@ -1,0 +1,47 @@
+"""The haocha anomalies command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from haocha_analysis.analysis.anomalies.findings import detect, write_outputs
+from haocha_analysis.analysis.anomalies.run import load_history, load_period
+from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
+from haocha_analysis.core.periods import resolve_period
+
+
+@click.command("anomalies")
+@city_option
+@period_option
+@data_option
+@out_option
+@click.option("--history", "history_n", default=4, show_default=True, help="用作历史比较的此前统计期个数")
+@user_errors
+def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, history_n: int) -> None:
+    """异常发现：写出按严重程度排序的异常清单（anomalies.csv / anomalies.xlsx）。"""
+    import time
+
+    from haocha_analysis.core.reference import load_city
+
+    t0 = time.perf_counter()
+    ref = load_city(city)
+    p = resolve_period(period)
+    data = load_period(data_dir, p)
+    history = load_history(data_dir, p, history_n)
+    findings = detect(ref, data, p, history)
+    paths = write_outputs(findings, out_dir)
+    counts = findings["kind_cn"].value_counts()
+    click.echo(
+        f"{ref.city_name} {p.title_cn()}：发现 {len(findings)} 条异常"
+        f"（{findings['unit_id'].nunique()} 个单位），"
+        f"历史期 {len(history)} 个，用时 {time.perf_counter() - t0:.1f} 秒"
+    )
+    for name, c in counts.items():
+        click.echo(f"  {name}：{c}")
+    for path in paths:
+        click.echo(f"已写出 {path}")
+
+
+COMMANDS = [anomalies_command]

@@ -1,0 +1,73 @@
+"""One place for paths and named thresholds (each with the rule it comes from)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_CHECKOUT = PACKAGE_DIR.parent
+# Run from a checkout (an editable install): the repository's data/, notebooks/ and reports/.
+IN_CHECKOUT = (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "data" / "reference").is_dir()
+# Installed from a wheel: reference data, profiles and notebooks ship inside the package (setup.py
+# copies them into haocha_analysis/_bundled at build time).
+BUNDLED_DIR = PACKAGE_DIR / "_bundled"
+
+HOME_ENV = "HAOCHA_HOME"
+# The one location setting: HAOCHA_HOME is the folder that holds data/ (your cities' reference data,
+# generated synthetic data) and reports/. Default: the checkout when run from one, else the current
+# working directory.
+PROJ_ROOT = Path(os.environ.get(HOME_ENV) or (_CHECKOUT if IN_CHECKOUT else Path.cwd())).resolve()
+DATA_DIR = PROJ_ROOT / "data"
+_SHIPPED = _CHECKOUT / "data" if IN_CHECKOUT else BUNDLED_DIR
+# Cities are looked up in HAOCHA_HOME/data/reference first, then among those shipped with haocha.
+REFERENCE_DIRS = tuple(dict.fromkeys([DATA_DIR / "reference", _SHIPPED / "reference"]))
+REFERENCE_DIR = REFERENCE_DIRS[-1]
+PROFILES_DIRS = tuple(dict.fromkeys([DATA_DIR / "profiles", _SHIPPED / "profiles"]))
+PROFILES_DIR = PROFILES_DIRS[-1]
+SYNTHETIC_DIR = DATA_DIR / "synthetic"  # generated, not in git
+NOTEBOOKS_DIR = _CHECKOUT / "notebooks" if IN_CHECKOUT else BUNDLED_DIR / "notebooks"
+REPORTS_DIR = PROJ_ROOT / "reports"
+TEMPLATES_DIR = PACKAGE_DIR / "bulletin" / "templates"
+SCENARIOS_DIR = PACKAGE_DIR / "synth" / "scenarios"
+
+# Jupyter kernel registered by `make setup`; papermill always runs notebooks with it.
+KERNEL_NAME = "haocha"
+
+# 及时性: the provincial 5-minute rule (省级“5分钟”数据质检规则): a record must reach the
+# 好差评 system within 5 minutes of the event it reports (case finished / evaluation made).
+REPORT_DELAY_LIMIT = timedelta(minutes=5)
+
+# 补充评价: 山东 allows a supplementary evaluation within 5 working days after the case finished.
+SUPPLEMENTARY_EVALUATION_WORKING_DAYS = 5
+
+# 差评整改: default rectification deadline when the source gives none (鲁政办发〔2020〕10号 sets
+# the handling period for verified bad reviews; 15 working days is the configured default).
+RECTIFICATION_WORKING_DAYS = 15
+
+# Satisfaction levels that count as 差评 (鲁政办发〔2020〕10号: "后两个等级为差评").
+BAD_SATISFACTION = (1, 2)
+
+# Working hours used by the synthetic generator and the after-hours rule of the backfill detector.
+WORKDAY_START_HOUR = 8.5
+WORKDAY_END_HOUR = 17.5
+
+SALT_ENV = "HAOCHA_SALT"
+SALT_FILE = PROJ_ROOT / ".haocha-salt"
+
+
+def hash_salt() -> str:
+    """Return the salt for hashing identity and phone numbers.
+
+    Taken from the environment variable ``HAOCHA_SALT``; otherwise from ``.haocha-salt`` at the
+    project root, which is created with a random value on first use (not in git), so that one
+    installation hashes the same person to the same key across periods.
+    """
+    salt = os.environ.get(SALT_ENV)
+    if salt:
+        return salt
+    if not SALT_FILE.exists():
+        SALT_FILE.write_text(secrets.token_hex(16), encoding="utf-8")
+    return SALT_FILE.read_text(encoding="utf-8").strip()

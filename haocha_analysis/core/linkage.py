@@ -1,0 +1,182 @@
+"""The one linkage rule: evaluations to their cases, first evaluations, duplicates.
+
+Every centre — the quality checks, the metrics behind the annexes and the anomaly detectors — calls
+:func:`link` and reads its flags; none links records on its own. The rule (docs/metrics.md, "The
+linkage rule"), decided once for every edge case:
+
+* **Case ids are keys after trimming**; a blank ``case_id`` names no case.
+* **A repeated case_id** (canonical case ids are unique): the first row in load order (earliest
+  partition first) is the case; every later row is ``repeated_case`` — reported by quality as a
+  duplicate, counted in no table and in no detector.
+* **A repeated eval_id**: the first row is the evaluation, every later row is ``repeated_eval`` — a
+  duplicate, counted by quality, nowhere else.
+* **Linked**: an evaluation whose ``case_id`` names a loaded case (the window is the period plus the
+  one before it, so an evaluation of an earlier period's case finds it). The case's unit wins.
+* **First evaluation**: among the attempt-1 evaluations naming the same ``case_id`` (found or not),
+  the earliest by ``evaluated_at`` (a missing time sorts last), ties broken by the smallest
+  ``eval_id``. Every later one is ``duplicate_attempt`` (data contract §4): counted by quality, never
+  in a table.
+* **Unlinked first**: a first evaluation (or an attempt-1 evaluation without a case id) whose case
+  is not loaded: counted in the evaluation tables (区直部门, 镇村, 公共服务), reported as an orphan
+  by quality when it names a case id.
+* **Before its case**: an evaluation made before its linked case finished stays linked and may be
+  the first evaluation; quality and the detectors judge it with one tolerance
+  (``core.config.SEQUENCE_TOLERANCE``).
+* **Unknown unit**: linkage does not look at units; the tables refuse a unit missing from the
+  reference (it has no annex row), quality and the detectors report it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@dataclass(frozen=True)
+class Linkage:
+    """Flags of one linkage of cases and evaluations (arrays aligned with the frames' rows).
+
+    Attributes:
+        case_code: per evaluation, an integer code of its trimmed ``case_id``; -1 when blank.
+        case_pos: per evaluation, the row (position) of its case in ``cases``; -1 when not linked.
+        has_case_id: per evaluation, a non-blank ``case_id``.
+        repeated_case: per case row, its ``case_id`` appeared on an earlier row (not the case).
+        repeated_eval: per evaluation, its ``eval_id`` appeared on an earlier row.
+        first: per evaluation, the first evaluation of its case id (linked or not).
+        duplicate_attempt: per evaluation, a later attempt-1 evaluation of a case id.
+        attempt_one: per evaluation, attempt 1 (a missing attempt is 1).
+    """
+
+    case_code: np.ndarray
+    case_pos: np.ndarray
+    has_case_id: np.ndarray
+    repeated_case: np.ndarray
+    repeated_eval: np.ndarray
+    first: np.ndarray
+    duplicate_attempt: np.ndarray
+    attempt_one: np.ndarray
+
+    @property
+    def linked(self) -> np.ndarray:
+        """Per evaluation: its case is loaded."""
+        return self.case_pos >= 0
+
+    @property
+    def duplicate(self) -> np.ndarray:
+        """Per evaluation: counted nowhere but in quality (a repeated row or a repeated attempt 1)."""
+        return self.repeated_eval | self.duplicate_attempt
+
+    @property
+    def linked_first(self) -> np.ndarray:
+        """Per evaluation: the first evaluation of a loaded case."""
+        return self.first & self.linked
+
+    @property
+    def unlinked_first(self) -> np.ndarray:
+        """Per evaluation: an attempt-1 evaluation that counts but whose case is not loaded."""
+        return self.attempt_one & ~self.duplicate & ~self.linked
+
+    @property
+    def counted(self) -> np.ndarray:
+        """Per evaluation: a row the tables count (not a duplicate of any kind)."""
+        return ~self.duplicate
+
+
+def _keys(series: pd.Series) -> pa.Array:
+    """Ids as Arrow strings, trimmed; blank and missing become null."""
+    values = pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    values = pc.utf8_trim_whitespace(values)
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.large_string()), values)
+
+
+def _repeated(codes: np.ndarray) -> np.ndarray:
+    """Rows whose (non-negative) code appeared on an earlier row."""
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    later = np.zeros(len(codes), dtype=bool)
+    later[1:] = sorted_codes[1:] == sorted_codes[:-1]
+    out = np.zeros(len(codes), dtype=bool)
+    out[order] = later
+    return out & (codes >= 0)
+
+
+def _codes(*columns: pd.Series) -> list[np.ndarray]:
+    """One integer code per distinct trimmed id across columns (-1 for blank or missing)."""
+    arrays = [_keys(c) for c in columns]
+    encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    out, start = [], 0
+    for array in arrays:
+        out.append(codes[start : start + len(array)])
+        start += len(array)
+    return out
+
+
+def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
+    """Apply the linkage rule to canonical cases and evaluations (see the module docstring).
+
+    Args:
+        cases: at least ``case_id`` (rows in load order).
+        evaluations: at least ``eval_id`` and ``evaluated_at``; ``case_id`` and ``attempt`` when
+            present (a missing ``case_id`` column links nothing, a missing ``attempt`` is 1).
+    """
+    n_eval = len(evaluations)
+    eval_case = (
+        evaluations["case_id"] if "case_id" in evaluations else pd.Series([None] * n_eval, dtype="str")
+    )
+    case_codes, eval_codes = _codes(cases["case_id"], eval_case)
+    repeated_case = _repeated(case_codes)
+    (eval_ids,) = _codes(evaluations["eval_id"])
+    repeated_eval = _repeated(eval_ids)
+
+    # The case of a code is its first row.
+    n_codes = int(max(case_codes.max(initial=-1), eval_codes.max(initial=-1))) + 1
+    lookup = np.full(n_codes + 1, -1, dtype=np.int64)  # last slot: code -1 (no id)
+    keep = (case_codes >= 0) & ~repeated_case
+    lookup[case_codes[keep]] = np.flatnonzero(keep)
+    case_pos = lookup[eval_codes]
+    has_case_id = eval_codes >= 0
+
+    if "attempt" in evaluations:
+        attempt_one = evaluations["attempt"].fillna(1).to_numpy(dtype=np.int64) == 1
+    else:
+        attempt_one = np.ones(n_eval, dtype=bool)
+
+    # ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) = 1 (nulls sort last).
+    candidates = np.flatnonzero(attempt_one & has_case_id & ~repeated_eval)
+    first = np.zeros(n_eval, dtype=bool)
+    if len(candidates):
+        window = pa.table(
+            {
+                "code": pa.array(eval_codes[candidates]),
+                "at": pa.array(evaluations["evaluated_at"].to_numpy(dtype="datetime64[us]")[candidates]),
+                "eval_id": _keys(evaluations["eval_id"]).take(pa.array(candidates)),
+            }
+        )
+        order = pc.sort_indices(
+            window,
+            sort_keys=[("code", "ascending"), ("at", "ascending"), ("eval_id", "ascending")],
+        ).to_numpy()
+        sorted_codes = eval_codes[candidates][order]
+        row_one = np.ones(len(order), dtype=bool)
+        row_one[1:] = sorted_codes[1:] != sorted_codes[:-1]
+        first[candidates[order[row_one]]] = True
+    duplicate_attempt = attempt_one & has_case_id & ~repeated_eval & ~first
+    return Linkage(
+        case_code=eval_codes,
+        case_pos=case_pos,
+        has_case_id=has_case_id,
+        repeated_case=repeated_case,
+        repeated_eval=repeated_eval,
+        first=first,
+        duplicate_attempt=duplicate_attempt,
+        attempt_one=attempt_one,
+    )

@@ -1,0 +1,648 @@
+"""Aggregation of the record-level checks into the quality report: by source system, unit and day."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.linkage import link
+from haocha_analysis.core.periods import Period
+from haocha_analysis.core.reference import CityReference
+from haocha_analysis.core.schemas import DTYPES, REQUIRED
+from haocha_analysis.core.text import format_ratio
+from haocha_analysis.quality.checks import (
+    _blank,
+    _catalogue,
+    _unit_attributes,
+    check_cases,
+    check_evaluations,
+    record_stages,
+)
+from haocha_analysis.quality.settings import (
+    ALL_CHECKS,
+    BULLETIN_ALL_100,
+    CHECK_DUPLICATE,
+    CHECK_LABELS,
+    CHECK_MATTER,
+    CHECK_ORPHAN,
+    CHECK_REQUIRED,
+    CHECK_SEQUENCE,
+    CHECK_TIMELINESS,
+    COLUMN_LABELS,
+    INVERTED,
+    LATE,
+    NO_SYSTEM,
+    RATE_LABELS,
+    TABLE_LABELS,
+    TIMELY,
+    UNKNOWN,
+    UNKNOWN_UNIT,
+    UNLINKED_SYSTEM,
+    QualitySettings,
+    _rate_column,
+    _ratio,
+)
+
+# --- aggregation -------------------------------------------------------------------------------
+
+
+def _counts(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Numeric counts per group (vectorized: one groupby of summed booleans)."""
+    timeliness = records["timeliness"].to_numpy()
+    flags = {
+        "produced": np.ones(len(records), dtype=bool),
+        "complete": ~records["fail_required"].to_numpy(dtype=bool),
+        "submitted": records["submitted"].to_numpy(dtype=bool),
+        "passed": records["passed"].to_numpy(dtype=bool),
+        "stored": records["stored"].to_numpy(dtype=bool),
+        "timely": timeliness == TIMELY,
+        "late": timeliness == LATE,
+        "unknown": timeliness == UNKNOWN,
+        "inverted": timeliness == INVERTED,
+    }
+    for check in ALL_CHECKS:
+        flags[f"fail_{check}"] = records[f"fail_{check}"].to_numpy(dtype=bool)
+    for col in (
+        "failed_any",
+        "dup_id",
+        "dup_attempt",
+        "unit_conflict",
+        "linked",
+        "has_case_id",
+        "matter_checked",
+    ):
+        flags[col] = (
+            records[col].to_numpy(dtype=bool) if col in records else np.zeros(len(records), dtype=bool)
+        )
+    if not keys:
+        return pd.DataFrame({name: [int(values.sum())] for name, values in flags.items()})
+    # One factorization of the group key, then a bincount per flag (much faster than groupby.sum
+    # on millions of booleans).
+    (key,) = keys
+    column = records[key]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes, labels = column.cat.codes.to_numpy(), pd.Index(column.cat.categories.astype("str"))
+    else:
+        codes, labels = pd.factorize(column, sort=True)
+    present = codes >= 0
+    size = len(labels)
+    # bincount of the codes where a flag holds: cheap for the many sparse failure flags.
+    counts = pd.DataFrame(
+        {name: np.bincount(codes[present & values], minlength=size) for name, values in flags.items()},
+        dtype="int64",
+    )
+    counts.insert(0, key, labels)
+    return counts.loc[counts["produced"] > 0].reset_index(drop=True)
+
+
+def _rates(counts: pd.DataFrame) -> pd.DataFrame:
+    """Numeric rates beside the counts (NaN where the denominator is 0)."""
+    out = counts.copy()
+    out["production_rate"] = _ratio(out["complete"], out["produced"])
+    out["submission_rate"] = _ratio(out["submitted"], out["produced"])
+    out["quality_rate"] = _ratio(out["passed"], out["submitted"])
+    out["storage_rate"] = _ratio(out["stored"], out["passed"])
+    out["timely_rate"] = _ratio(out["timely"], out["produced"])
+    return out
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+@dataclass
+class QualityReport:
+    """Result of :func:`run_quality`.
+
+    Attributes:
+        figures: the figures the bulletin quotes and the check totals (JSON-friendly).
+        tables: presentation tables with Chinese headers (overview, by_system, by_unit, by_day,
+            worst_units, checks, completeness, issues).
+        series: numeric frames behind the charts (by_day, by_system).
+    """
+
+    city: str
+    period: str
+    figures: dict
+    tables: dict[str, pd.DataFrame]
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def completeness(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Completeness per canonical column of one table's records: non-missing / records.
+
+    Empty or whitespace-only strings count as missing. Columns absent from the frame are reported
+    with 0 filled records (the source does not give them).
+    """
+    rows = []
+    for col in DTYPES[table]:
+        filled = int((~_blank(frame[col])).sum()) if col in frame else 0
+        rows.append(
+            {
+                "数据类型": TABLE_LABELS[table],
+                "字段": col,
+                "字段名称": COLUMN_LABELS.get(col, col),
+                "是否必填": "是" if col in REQUIRED[table] else "否",
+                "记录数": len(frame),
+                "非空数": filled,
+                "缺失数": len(frame) - filled,
+                "完整率": format_ratio(filled, len(frame)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _failed_check_summary(row: pd.Series) -> str:
+    parts = [
+        f"{CHECK_LABELS[c]}不通过{int(row[f'fail_{c}'])}条" for c in ALL_CHECKS if int(row[f"fail_{c}"]) > 0
+    ]
+    if int(row.get("unit_conflict", 0)) > 0:
+        parts.append(f"单位不一致{int(row['unit_conflict'])}条")
+    return "；".join(parts) if parts else "无"
+
+
+def _present_stages(counts: pd.DataFrame, lead: dict[str, str]) -> pd.DataFrame:
+    """Chinese presentation of stage counts and rates; ``lead`` maps key columns to headers."""
+    out = pd.DataFrame({header: counts[key].astype("str") for key, header in lead.items()})
+    out["生产数"] = counts["produced"].to_numpy()
+    out["提交数"] = counts["submitted"].to_numpy()
+    out["质检通过数"] = counts["passed"].to_numpy()
+    out["关联入库数"] = counts["stored"].to_numpy()
+    out["数据生产率"] = _rate_column(counts["complete"], counts["produced"]).to_numpy()
+    out["提交率"] = _rate_column(counts["submitted"], counts["produced"]).to_numpy()
+    out["质检通过率"] = _rate_column(counts["passed"], counts["submitted"]).to_numpy()
+    out["关联度入库率"] = _rate_column(counts["stored"], counts["passed"]).to_numpy()
+    out["超时上报数"] = counts["late"].to_numpy()
+    out["无上报时间数"] = counts["unknown"].to_numpy()
+    out["时间倒置数"] = counts["inverted"].to_numpy()
+    out["及时率"] = _rate_column(counts["timely"], counts["produced"]).to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _by_kind(case_records: pd.DataFrame, eval_records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    parts = []
+    for table, records in (("cases", case_records), ("evaluations", eval_records)):
+        counts = _counts(records, keys)
+        counts.insert(0, "table", TABLE_LABELS[table])
+        parts.append(counts)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _bulletin_figures(total: pd.Series) -> dict:
+    return {
+        "production_rate": format_ratio(total["complete"], total["produced"]),
+        "submission_rate": format_ratio(total["submitted"], total["produced"]),
+        "quality_rate": format_ratio(total["passed"], total["submitted"]),
+        "storage_rate": format_ratio(total["stored"], total["passed"]),
+    }
+
+
+def bulletin_sentence(figures: dict) -> str:
+    """The bulletin's quality phrase, computed from the figures.
+
+    When every rate is exactly 100% it is the reference wording
+    "数据生产、提交、质检关联度入库率均达100%"; otherwise it states each rate and the counts of the
+    failures behind them, so it never claims 100% that the data do not show.
+    """
+    produced = figures["produced"]["total"]
+    if produced == 0:
+        return "统计期内无生产数据，数据生产、提交、质检关联度入库率无法计算"
+    rates = figures["rates"]
+    caveat = "" if figures["matter_catalogue"] else "（未提供事项目录，办件与事项的关联未核验）"
+    if all(rates[key] == "100%" for key in RATE_LABELS):
+        return BULLETIN_ALL_100 + caveat
+    text = "、".join(f"{RATE_LABELS[key]}{rates[key]}" for key in RATE_LABELS)
+    problems = []
+    late = figures["late_reports"]
+    if late["cases"]:
+        problems.append(f"办件超{_limit_cn(figures)}上报{late['cases']}件")
+    if late["evaluations"]:
+        problems.append(f"评价超{_limit_cn(figures)}上报{late['evaluations']}件")
+    unknown = figures["missing_reported_at"]
+    if unknown["cases"] or unknown["evaluations"]:
+        problems.append(f"无上报时间{unknown['cases'] + unknown['evaluations']}件")
+    inverted = figures["inverted_reports"]
+    if inverted["cases"] or inverted["evaluations"]:
+        problems.append(f"上报时间早于业务时间{inverted['cases'] + inverted['evaluations']}件")
+    for key, label in (
+        ("missing_required", "必填项缺失"),
+        ("duplicate_cases", "重复办件"),
+        ("duplicate_eval_ids", "重复评价编号"),
+        ("duplicate_evaluations", "重复评价"),
+        ("evals_before_case", "评价早于办结"),
+        ("orphan_evaluations", "评价关联不到办件"),
+        ("cases_without_matter", "办件未关联事项目录"),
+    ):
+        value = figures[key]
+        value = value["cases"] + value["evaluations"] if isinstance(value, dict) else value
+        if value:
+            problems.append(f"{label}{value}件")
+    return text + ("，其中" + "、".join(problems) if problems else "") + caveat
+
+
+def _limit_cn(figures: dict) -> str:
+    seconds = figures["settings"]["report_delay_limit"]
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}分钟" if rest == 0 else f"{seconds:g}秒"
+
+
+def run_quality(
+    ref: CityReference,
+    data: dict[str, pd.DataFrame],
+    period: Period,
+    settings: QualitySettings = QualitySettings(),
+) -> QualityReport:
+    """Run every quality check on canonical tables and build the quality report.
+
+    Args:
+        ref: the city's reference data (units; ``matters`` for the case-matter linkage).
+        data: canonical ``cases`` and ``evaluations`` (extra earlier rows allowed: only records of
+            the period are counted, earlier ones serve for linking and the first-evaluation rule).
+        period: the statistical period.
+        settings: thresholds (:class:`QualitySettings`).
+
+    Returns:
+        The :class:`QualityReport`.
+    """
+    for table in ("cases", "evaluations"):
+        if table not in data:
+            raise HaochaInputError(f"质检需要 {table} 表", fix="传入规范表 cases 与 evaluations")
+        for col in REQUIRED[table]:
+            if col not in data[table]:
+                raise HaochaInputError(
+                    f"{table} 表缺少质检所需的列 {col}",
+                    column=col,
+                    fix="按数据契约（docs/data-contract.md）提供该列，或先用 haocha ingest 导入原始导出",
+                )
+    cases, evaluations = data["cases"], data["evaluations"]
+    if "case_id" not in evaluations:  # optional in the contract: no evaluation names a case
+        evaluations = evaluations.assign(case_id=pd.Series(pd.NA, index=evaluations.index, dtype="str"))
+    links = link(cases, evaluations)
+    case_records = check_cases(cases, period, ref, settings, links)
+    eval_records = check_evaluations(evaluations, cases, period, settings, links)
+    units = _unit_attributes(ref)
+
+    totals = {t: _counts(r, []).iloc[0] for t, r in (("cases", case_records), ("evaluations", eval_records))}
+    total = totals["cases"] + totals["evaluations"]
+    for table, t in totals.items():
+        # The stages are a funnel: each is a subset of the one before.
+        assert t["produced"] >= t["submitted"] >= t["passed"] >= t["stored"] >= 0, (table, dict(t))
+        assert t["timely"] + t["late"] + t["unknown"] + t["inverted"] == t["produced"], table
+
+    def pair(key: str) -> dict:
+        return {"cases": int(totals["cases"][key]), "evaluations": int(totals["evaluations"][key])}
+
+    catalogue = _catalogue(ref)
+    figures: dict = {
+        "city": ref.city_name,
+        "period": period.label,
+        "period_start": str(period.start),
+        "period_end": str(period.end),
+        "produced": {**pair("produced"), "total": int(total["produced"])},
+        "submitted": {**pair("submitted"), "total": int(total["submitted"])},
+        "passed": {**pair("passed"), "total": int(total["passed"])},
+        "stored": {**pair("stored"), "total": int(total["stored"])},
+        "rates": _bulletin_figures(total),
+        "rates_by_table": {t: _bulletin_figures(totals[t]) for t in totals},
+        "timely": pair("timely"),
+        "timeliness_rate": {t: format_ratio(totals[t]["timely"], totals[t]["produced"]) for t in totals},
+        "late_reports": pair("late"),
+        "missing_reported_at": pair("unknown"),
+        "inverted_reports": pair("inverted"),
+        "missing_required": pair("fail_required"),
+        "duplicate_cases": int(totals["cases"]["fail_duplicate"]),
+        "duplicate_eval_ids": int(totals["evaluations"]["dup_id"]),
+        "duplicate_evaluations": int(totals["evaluations"]["dup_attempt"]),
+        "evals_before_case": int(totals["evaluations"]["fail_sequence"]),
+        "orphan_evaluations": int(totals["evaluations"]["fail_orphan"]),
+        "unlinked_evaluations": int(totals["evaluations"]["produced"] - totals["evaluations"]["has_case_id"]),
+        "unit_conflicts": int(totals["evaluations"]["unit_conflict"]),
+        "cases_without_matter": int(totals["cases"]["fail_matter"]) if catalogue is not None else 0,
+        "matter_catalogue": catalogue is not None,
+        "matters_catalogued": len(catalogue) if catalogue is not None else 0,
+        # 关联度 (data contract §5): evaluations linked to an existing case / evaluations; cases whose
+        # matter is in the catalogue / cases ("/" without a catalogue).
+        "evaluation_linkage_rate": format_ratio(
+            totals["evaluations"]["linked"], totals["evaluations"]["produced"]
+        ),
+        "case_matter_linkage_rate": (
+            format_ratio(
+                totals["cases"]["produced"] - totals["cases"]["fail_matter"], totals["cases"]["produced"]
+            )
+            if catalogue is not None
+            else "/"
+        ),
+        "systems": sorted(s for s in case_records["system"].unique() if s != NO_SYSTEM),
+        "definitions": record_stages(),
+        "settings": settings.as_dict(),
+    }
+    figures["sentence"] = bulletin_sentence(figures)
+
+    tables, series = _build_tables(case_records, eval_records, units, figures, settings)
+    tables["completeness"] = pd.concat(
+        [
+            completeness(cases.loc[period.contains(cases["finished_at"])], "cases"),
+            completeness(evaluations.loc[period.contains(evaluations["evaluated_at"])], "evaluations"),
+        ],
+        ignore_index=True,
+    )
+    tables["issues"] = _issues(case_records, eval_records, units, settings)
+    return QualityReport(
+        city=ref.city_name, period=period.label, figures=figures, tables=tables, series=series
+    )
+
+
+def _build_tables(
+    case_records: pd.DataFrame,
+    eval_records: pd.DataFrame,
+    units: pd.DataFrame,
+    figures: dict,
+    settings: QualitySettings,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    tables: dict[str, pd.DataFrame] = {}
+    series: dict[str, pd.DataFrame] = {}
+
+    # overview: one row per data type and a total row.
+    overview = _by_kind(case_records, eval_records, [])
+    total = overview.drop(columns="table").sum().to_frame().T
+    total.insert(0, "table", "合计")
+    overview = pd.concat([overview, total], ignore_index=True)
+    tables["overview"] = _present_stages(overview, {"table": "数据类型"})
+    tables["overview"]["评价关联办件率"] = [
+        "/",
+        figures["evaluation_linkage_rate"],
+        "/",
+    ]
+    tables["overview"]["办件关联事项率"] = [figures["case_matter_linkage_rate"], "/", "/"]
+
+    # by source system (evaluations take their linked case's system), largest systems first.
+    by_system = _by_kind(case_records, eval_records, ["system"])
+    evaluations_produced = by_system.loc[by_system["table"] == "评价"].set_index("system")["produced"]
+    system_totals = by_system.drop(columns="table").groupby("system", sort=True).sum().reset_index()
+    system_totals.insert(0, "table", "合计")
+    by_system = pd.concat([by_system, system_totals], ignore_index=True)
+    by_system["_order"] = by_system["table"].map({"办件": 0, "评价": 1, "合计": 2})
+    by_system["_last"] = by_system["system"].isin([NO_SYSTEM, UNLINKED_SYSTEM])
+    by_system["_volume"] = by_system["system"].map(system_totals.set_index("system")["produced"])
+    by_system = by_system.sort_values(
+        ["_last", "_volume", "system", "_order"], ascending=[True, False, True, True], kind="stable"
+    ).reset_index(drop=True)
+    presented = _present_stages(by_system, {"system": "来源系统", "table": "数据类型"})
+    # 评价关联办件率: evaluations linked to an existing case / evaluations (also on the 合计 row).
+    eval_denominator = by_system["system"].map(evaluations_produced).fillna(0).astype("int64")
+    presented["评价关联办件率"] = np.where(
+        by_system["table"] == "办件", "/", _rate_column(by_system["linked"], eval_denominator)
+    )
+    presented["重复记录数"] = by_system["fail_duplicate"].to_numpy()
+    presented["评价早于办结数"] = by_system["fail_sequence"].to_numpy()
+    presented["孤立评价数"] = by_system["fail_orphan"].to_numpy()
+    presented["事项未关联数"] = by_system["fail_matter"].to_numpy()
+    tables["by_system"] = presented
+    series["by_system"] = _rates(by_system.drop(columns=["_order", "_last", "_volume"]))
+
+    # by unit: cases and evaluations side by side.
+    unit_counts = _by_unit_counts(case_records, eval_records)
+    tables["by_unit"], unit_numeric = _present_units(unit_counts, units)
+    tables["worst_units"] = _worst_units(unit_numeric, settings)
+
+    # by day.
+    day = _by_kind(case_records, eval_records, ["day"])
+    series["by_day"] = _rates(day)
+    tables["by_day"] = _present_days(day)
+
+    tables["checks"] = _checks_table(figures, case_records, eval_records, settings)
+    return tables, series
+
+
+def _by_unit_counts(case_records: pd.DataFrame, eval_records: pd.DataFrame) -> pd.DataFrame:
+    cases = _counts(case_records, ["unit_id"]).set_index("unit_id").add_prefix("c_")
+    evals = _counts(eval_records, ["unit_id"]).set_index("unit_id").add_prefix("e_")
+    both = cases.join(evals, how="outer").fillna(0).astype("int64")
+    for key in ("produced", "submitted", "passed", "stored", "failed_any", "late", "unknown", "timely"):
+        both[key] = both[f"c_{key}"] + both[f"e_{key}"]
+    for check in ALL_CHECKS:
+        both[f"fail_{check}"] = both[f"c_fail_{check}"] + both[f"e_fail_{check}"]
+    both["unit_conflict"] = both["e_unit_conflict"]
+    return both
+
+
+def _present_units(counts: pd.DataFrame, units: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    attrs = units.reindex(counts.index)
+    numeric = counts.copy()
+    numeric["unit_name"] = attrs["unit_name"].fillna(UNKNOWN_UNIT)
+    numeric["level"] = attrs["level"].fillna("")
+    numeric["district"] = attrs["district"].fillna("")
+    numeric["_rank"] = attrs["level_rank"].fillna(99)
+    numeric["_order"] = attrs["order"].fillna(10**9)
+    numeric = numeric.sort_values(["_rank", "_order"], kind="stable")
+    numeric["storage_share"] = _ratio(numeric["stored"], numeric["produced"])
+    out = pd.DataFrame(
+        {
+            "单位编码": numeric.index.astype("str"),
+            "单位名称": numeric["unit_name"].to_numpy(),
+            "层级": numeric["level"].to_numpy(),
+            "所属区县": numeric["district"].to_numpy(),
+            "办件生产数": numeric["c_produced"].to_numpy(),
+            "办件超时数": numeric["c_late"].to_numpy(),
+            "办件无上报时间数": numeric["c_unknown"].to_numpy(),
+            "办件及时率": _rate_column(numeric["c_timely"], numeric["c_produced"]).to_numpy(),
+            "办件事项未关联数": numeric["c_fail_matter"].to_numpy(),
+            "评价生产数": numeric["e_produced"].to_numpy(),
+            "评价超时数": numeric["e_late"].to_numpy(),
+            "评价无上报时间数": numeric["e_unknown"].to_numpy(),
+            "评价及时率": _rate_column(numeric["e_timely"], numeric["e_produced"]).to_numpy(),
+            "重复记录数": numeric["fail_duplicate"].to_numpy(),
+            "评价早于办结数": numeric["e_fail_sequence"].to_numpy(),
+            "孤立评价数": numeric["e_fail_orphan"].to_numpy(),
+            "单位不一致数": numeric["unit_conflict"].to_numpy(),
+            "记录数": numeric["produced"].to_numpy(),
+            "不通过记录数": numeric["failed_any"].to_numpy(),
+            "质检通过率": _rate_column(numeric["passed"], numeric["submitted"]).to_numpy(),
+            "关联度入库率": _rate_column(numeric["stored"], numeric["passed"]).to_numpy(),
+            "入库占生产比": _rate_column(numeric["stored"], numeric["produced"]).to_numpy(),
+        }
+    )
+    return out, numeric
+
+
+def _worst_units(numeric: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
+    """Units with the lowest share of produced records stored, among units with enough records."""
+    eligible = numeric[
+        (numeric["produced"] >= settings.worst_units_min_records) & (numeric["failed_any"] > 0)
+    ]
+    eligible = eligible.assign(_fail_share=1 - eligible["storage_share"].fillna(0))
+    worst = eligible.sort_values(["_fail_share", "failed_any"], ascending=[False, False], kind="stable")
+    worst = worst.head(settings.worst_units_top)
+    return pd.DataFrame(
+        {
+            "排名": np.arange(1, len(worst) + 1),
+            "单位编码": worst.index.astype("str"),
+            "单位名称": worst["unit_name"].to_numpy(),
+            "层级": worst["level"].to_numpy(),
+            "所属区县": worst["district"].to_numpy(),
+            "记录数": worst["produced"].to_numpy(),
+            "不通过记录数": worst["failed_any"].to_numpy(),
+            "入库占生产比": _rate_column(worst["stored"], worst["produced"]).to_numpy(),
+            "主要问题": [_failed_check_summary(row) for _, row in worst.iterrows()],
+        }
+    )
+
+
+def _present_days(day: pd.DataFrame) -> pd.DataFrame:
+    cases = day[day["table"] == "办件"].set_index("day").add_prefix("c_")
+    evals = day[day["table"] == "评价"].set_index("day").add_prefix("e_")
+    both = cases.join(evals, how="outer").sort_index()
+    numeric_cols = [c for c in both.columns if not c.endswith("table")]
+    both[numeric_cols] = both[numeric_cols].fillna(0).astype("int64")
+    return pd.DataFrame(
+        {
+            "日期": pd.DatetimeIndex(both.index).strftime("%Y-%m-%d"),
+            "办件生产数": both["c_produced"].to_numpy(),
+            "办件超时数": both["c_late"].to_numpy(),
+            "办件无上报时间数": both["c_unknown"].to_numpy(),
+            "办件及时率": _rate_column(both["c_timely"], both["c_produced"]).to_numpy(),
+            "评价生产数": both["e_produced"].to_numpy(),
+            "评价超时数": both["e_late"].to_numpy(),
+            "评价无上报时间数": both["e_unknown"].to_numpy(),
+            "评价及时率": _rate_column(both["e_timely"], both["e_produced"]).to_numpy(),
+            "重复记录数": (both["c_fail_duplicate"] + both["e_fail_duplicate"]).to_numpy(),
+            "评价早于办结数": both["e_fail_sequence"].to_numpy(),
+        }
+    )
+
+
+def _checks_table(
+    figures: dict, case_records: pd.DataFrame, eval_records: pd.DataFrame, settings: QualitySettings
+) -> pd.DataFrame:
+    limit = _limit_cn(figures)
+    catalogue = figures["matter_catalogue"]
+    rules = [
+        ("cases", CHECK_REQUIRED, "办件编号、单位、办结时间均非空", "—"),
+        ("evaluations", CHECK_REQUIRED, "评价编号、单位、渠道、满意度、评价时间均非空", "—"),
+        ("cases", CHECK_DUPLICATE, "同一办件编号重复出现，多出的记录各计一次", "—"),
+        (
+            "evaluations",
+            CHECK_DUPLICATE,
+            "同一评价编号重复出现，或同一办件有多条首次（attempt=1）评价，多出的记录各计一次",
+            "—",
+        ),
+        ("cases", CHECK_TIMELINESS, "上报时间 − 办结时间 ≤ 时限为及时；无上报时间为未知（不计通过）", limit),
+        (
+            "evaluations",
+            CHECK_TIMELINESS,
+            "上报时间 − 评价时间 ≤ 时限为及时；无上报时间为未知（不计通过）",
+            limit,
+        ),
+        ("evaluations", CHECK_SEQUENCE, "评价时间不早于所评办件的办结时间", "—"),
+        ("evaluations", CHECK_ORPHAN, "填写了办件编号的评价，办件表中须有该办件（否则为孤立评价）", "—"),
+        (
+            "cases",
+            CHECK_MATTER,
+            "办件事项编码在事项目录中" if catalogue else "办件事项编码在事项目录中（未提供事项目录，未检查）",
+            "—",
+        ),
+    ]
+    records = {"cases": case_records, "evaluations": eval_records}
+    rows = []
+    for table, check, rule, threshold in rules:
+        frame = records[table]
+        failed = int(frame[f"fail_{check}"].sum())
+        unknown = int((frame["timeliness"] == UNKNOWN).sum()) if check == CHECK_TIMELINESS else 0
+        checked = len(frame) if not (check == CHECK_MATTER and not catalogue) else 0
+        if check == CHECK_ORPHAN:
+            checked = int(frame["has_case_id"].sum())
+        if check == CHECK_SEQUENCE:
+            checked = int(frame["linked"].sum())
+        kind = (
+            "阻断（质检）"
+            if check in settings.blocking_checks
+            else "关联（入库）"
+            if check in settings.linkage_checks
+            else "仅提示"
+        )
+        rows.append(
+            {
+                "数据类型": TABLE_LABELS[table],
+                "检查项": CHECK_LABELS[check],
+                "规则": rule,
+                "阈值": threshold,
+                "类别": kind,
+                "检查记录数": checked,
+                "不通过数": failed - unknown,
+                "未知数": unknown,
+                "通过率": format_ratio(checked - failed, checked),
+            }
+        )
+    conflicts = int(eval_records["unit_conflict"].sum())
+    linked = int(eval_records["linked"].sum())
+    rows.append(
+        {
+            "数据类型": "评价",
+            "检查项": "评价单位与办件单位一致",
+            "规则": "已关联办件的评价，其单位与办件单位一致；不一致时以办件单位为准并记录",
+            "阈值": "—",
+            "类别": "仅提示",
+            "检查记录数": linked,
+            "不通过数": conflicts,
+            "未知数": 0,
+            "通过率": format_ratio(linked - conflicts, linked),
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def _issues(
+    case_records: pd.DataFrame, eval_records: pd.DataFrame, units: pd.DataFrame, settings: QualitySettings
+) -> pd.DataFrame:
+    """Record-level problem list (one row per record and failed check), capped."""
+    parts, room = [], settings.max_issue_rows
+    for table, records in (("cases", case_records), ("evaluations", eval_records)):
+        checks = [*ALL_CHECKS, "unit_conflict"] if table == "evaluations" else list(ALL_CHECKS)
+        for check in checks:
+            column = check if check == "unit_conflict" else f"fail_{check}"
+            hit = records.loc[records[column].to_numpy(dtype=bool)]
+            if check == CHECK_TIMELINESS:
+                hit = hit[hit["timeliness"] != UNKNOWN]  # not submitted: counted, not listed
+            hit = hit.iloc[: max(room, 0)]
+            room -= len(hit)
+            if hit.empty:
+                continue
+            detail = pd.Series("", index=hit.index, dtype="str")
+            if check == CHECK_TIMELINESS:
+                minutes = (hit["delay_s"] / 60).round(1)
+                detail = "延迟" + minutes.astype("str") + "分钟"
+            elif check == CHECK_DUPLICATE and table == "evaluations":
+                detail = np.where(hit["dup_id"], "评价编号重复", "同一办件重复首次评价")
+            elif check == "unit_conflict":
+                detail = (
+                    "评价单位 "
+                    + hit["own_unit_id"].astype("str")
+                    + " ≠ 办件单位 "
+                    + hit["unit_id"].astype("str")
+                )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "数据类型": TABLE_LABELS[table],
+                        "记录编号": hit["record_id"].to_numpy(),
+                        "单位编码": hit["unit_id"].astype("str").to_numpy(),
+                        "单位名称": units["unit_name"]
+                        .reindex(hit["unit_id"].astype("str"))
+                        .fillna(UNKNOWN_UNIT)
+                        .to_numpy(),
+                        "来源系统": hit["system"].astype("str").to_numpy(),
+                        "日期": hit["day"].dt.strftime("%Y-%m-%d").to_numpy(),
+                        "检查项": "评价单位与办件单位一致"
+                        if check == "unit_conflict"
+                        else CHECK_LABELS[check],
+                        "说明": np.asarray(detail),
+                    }
+                )
+            )
+    if not parts:
+        return pd.DataFrame(
+            columns=["数据类型", "记录编号", "单位编码", "单位名称", "来源系统", "日期", "检查项", "说明"]
+        )
+    return pd.concat(parts, ignore_index=True).head(settings.max_issue_rows)

@@ -1,0 +1,115 @@
+"""The one linkage rule on a fixture holding every edge case; the three centres agree on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from haocha_analysis.analysis.anomalies import prepare
+from haocha_analysis.analysis.anomalies.detectors import duplicate_evaluations
+from haocha_analysis.analysis.metrics import unit_counts
+from haocha_analysis.core.linkage import link
+from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.schemas import coerce
+from haocha_analysis.quality.checks import check_cases, check_evaluations
+
+Q2 = parse_period("2023Q2")
+A, B, C = "qh-d1-k1", "qh-d1-k2", "qh-c1"
+
+
+def edge_cases() -> dict[str, pd.DataFrame]:
+    cases = coerce(
+        pd.DataFrame(
+            [
+                ("c_prev", A, "2023-03-30 10:00"),  # previous period: links, not counted
+                ("c1", A, "2023-04-10 10:00"),
+                ("c1", B, "2023-04-11 10:00"),  # repeated case_id: the first row is the case
+                ("c2", B, "2023-05-01 10:00"),
+                ("c3", A, "2023-05-05 10:00"),  # never evaluated
+                ("c4", C, "2023-06-01 10:00"),
+            ],
+            columns=["case_id", "unit_id", "finished_at"],
+        ),
+        "cases",
+    )
+    evals = coerce(
+        pd.DataFrame(
+            [
+                # (eval_id, case_id, unit_id, evaluated_at, attempt)
+                ("e0", "c_prev", A, "2023-03-31 09:00", 1),  # first of c_prev, made in Q1
+                ("e1", "c_prev", A, "2023-04-02 09:00", 1),  # later attempt 1 across the boundary: dup
+                ("e2", "c1", B, "2023-04-10 11:00", 1),  # unit conflict: the case's unit A wins
+                ("e3", " c1 ", A, "2023-04-12 11:00", 1),  # padded id is the same case: duplicate
+                ("e4", "c1", A, "2023-04-13 11:00", 2),  # follow-up
+                ("e2", "c1", A, "2023-04-14 11:00", 1),  # repeated eval_id: a repeated row
+                ("e5", "c2", B, "2023-04-30 09:59", 1),  # before its case finished: still linked, first
+                ("e6", "c2", B, "2023-04-30 09:59", 1),  # same time: the smaller eval_id (e5) wins
+                ("e7", "gone", C, "2023-05-02 10:00", 1),  # orphan: unlinked first
+                ("e8", "gone", C, "2023-05-03 10:00", 1),  # same orphan case id: duplicate
+                ("e9", None, C, "2023-05-04 10:00", 1),  # no case id: unlinked first
+                ("e10", "  ", C, "2023-05-04 11:00", 1),  # blank case id: unlinked first
+                ("e11", "c4", C, "2023-07-01 10:00", 1),  # made after the period: not counted in P
+            ],
+            columns=["eval_id", "case_id", "unit_id", "evaluated_at", "attempt"],
+        ).assign(channel="pc", satisfaction=5, active=True),
+        "evaluations",
+    )
+    return {"cases": cases, "evaluations": evals}
+
+
+def test_the_rule_on_every_edge_case():
+    data = edge_cases()
+    links = link(data["cases"], data["evaluations"])
+    ids = data["evaluations"]["eval_id"].tolist()
+
+    def flagged(mask):
+        return [i for i, m in zip(ids, mask, strict=True) if m]
+
+    assert links.repeated_case.tolist() == [False, False, True, False, False, False]
+    assert flagged(links.repeated_eval) == ["e2"]  # the second e2 row
+    assert flagged(links.linked) == ["e0", "e1", "e2", "e3", "e4", "e2", "e5", "e6", "e11"]
+    assert links.case_pos[2] == 1  # c1's first row
+    assert flagged(links.first) == ["e0", "e2", "e5", "e7", "e11"]
+    assert flagged(links.duplicate_attempt) == ["e1", "e3", "e6", "e8"]
+    assert flagged(links.unlinked_first) == ["e7", "e9", "e10"]
+
+
+def _per_unit(values: pd.Series) -> dict[str, int]:
+    counts = values.astype("str").value_counts()
+    return {k: int(v) for k, v in counts.items() if v}
+
+
+def test_the_three_centres_report_the_same_counts():
+    data = edge_cases()
+    cases, evals = data["cases"], data["evaluations"]
+
+    # Evaluation tables (metrics).
+    counts = unit_counts(cases, evals, None, Q2).set_index("unit_id")
+    metric_first = {u: int(v) for u, v in counts["eval_first"].items() if v}
+    metric_dups = {u: int(v) for u, v in counts["eval_duplicates"].items() if v}
+    metric_cases = {u: int(v) for u, v in counts["cases"].items() if v}
+
+    # Quality: record-level checks of the period.
+    from haocha_analysis.core.reference import load_city
+    from tests.conftest import TEST_DATA
+
+    ref = load_city(TEST_DATA / "reference" / "qinghe")
+    eval_records = check_evaluations(evals, cases, Q2)
+    case_records = check_cases(cases, Q2, ref)
+    attempt_one = evals.loc[eval_records.index, "attempt"].to_numpy() == 1
+    quality_first = _per_unit(eval_records.loc[attempt_one & ~eval_records["fail_duplicate"], "unit_id"])
+    quality_dups = _per_unit(eval_records.loc[eval_records["fail_duplicate"], "unit_id"])
+    quality_cases = _per_unit(case_records.loc[~case_records["fail_duplicate"], "unit_id"])
+
+    # Anomalies: the shared per-unit statistics and the duplicate detector's records.
+    ctx = prepare(ref, {"cases": cases.copy(), "evaluations": evals.copy()}, Q2)
+    anomaly_first = {u: int(v) for u, v in ctx.stats["n_first"].items() if v}
+    anomaly_dups = _per_unit(duplicate_evaluations(ctx)["unit_id"])
+    anomaly_cases = {u: int(v) for u, v in ctx.stats["n_cases"].items() if v}
+
+    assert metric_first == quality_first == anomaly_first == {A: 1, B: 1, C: 3}
+    assert metric_dups == quality_dups == anomaly_dups == {A: 3, B: 1, C: 1}
+    assert metric_cases == quality_cases == anomaly_cases == {A: 2, B: 1, C: 1}
+    assert np.array_equal(
+        eval_records["linked"].to_numpy(), link(cases, evals).linked[eval_records.index.to_numpy()]
+    )
