@@ -605,7 +605,7 @@ def build_bulletin(
         pdf_path = staging / "bulletin.pdf"
         if pdf:
             with recorder.stage("pdf"):
-                render.html_to_pdf(html, pdf_path, staging)
+                render.html_to_pdf(html, pdf_path, staging, logger=log)
         manifest = {
             "run_id": run_id,
             "city": ref.key,
