@@ -21,6 +21,17 @@ from haocha_analysis.analysis.metrics import COUNT_COLUMNS, NEEDED_COLUMNS, sour
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
+from haocha_analysis.core.spreadsheet import (
+    CHANGE_FORMAT,
+    PERCENT_FORMAT,
+    PLAIN_INTEGER_FORMAT,
+    WHOLE_PERCENT_FORMAT,
+    SheetSpec,
+    groups_by_prefix,
+    neutralise_frame,
+    truncate_fraction,
+)
+from haocha_analysis.core.spreadsheet import write_workbook as write_sheets
 from haocha_analysis.core.text import NOT_APPLICABLE, format_change, format_rate
 from haocha_analysis.ingest.storage import load_window
 
@@ -31,6 +42,8 @@ ANNEXES = (
     "annex4_towns_villages",
     "annex5_public_services",
 )
+# Two-row headers: 附件4 groups its columns under 镇 级 / 村 级 as the reference does.
+HEADER_GROUPS = {"annex4_towns_villages": {"镇级": "镇 级", "村级": "村 级"}}
 SHEET_NAMES = {
     "annex1_districts": "附件1 各区县",
     "annex2_city_departments": "附件2 市直部门",
@@ -716,7 +729,11 @@ def write_outputs(result: TablesResult, out_dir: Path) -> list[Path]:
         for name in ANNEXES:
             target = out_dir / f"{name}.csv"
             tmp = _temp_path(out_dir, target)
-            result.annexes[name].to_csv(tmp, index=False, encoding="utf-8-sig")
+            numeric = result.numeric[name]
+            names = [c for c in numeric.columns if numeric[c].dtype == "str" or numeric[c].dtype == object]
+            # Unit and district names come from the data: quote any a spreadsheet would run as a
+            # formula. The number cells ("-3.33%", "+50%") are the library's own and stay as printed.
+            neutralise_frame(result.annexes[name], names).to_csv(tmp, index=False, encoding="utf-8-sig")
             staged.append((tmp, target))
         target = out_dir / XLSX_NAME
         tmp = _temp_path(out_dir, target)
@@ -728,7 +745,7 @@ def write_outputs(result: TablesResult, out_dir: Path) -> list[Path]:
         staged.append((tmp, target))
         target = out_dir / RECONCILIATION_NAME
         tmp = _temp_path(out_dir, target)
-        result.reconciliation.rename(columns=RECONCILIATION_HEADERS).to_csv(
+        neutralise_frame(result.reconciliation.rename(columns=RECONCILIATION_HEADERS)).to_csv(
             tmp, index=False, encoding="utf-8-sig"
         )
         staged.append((tmp, target))
@@ -749,32 +766,48 @@ def _temp_path(out_dir: Path, target: Path) -> Path:
 
 
 def write_workbook(result: TablesResult, path: Path) -> None:
-    """One XLSX sheet per annex: styled header, frozen first row, the 备注 line under the table."""
-    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-    from openpyxl.utils import get_column_letter
+    """One XLSX sheet per annex: title row, typed numbers, the bulletin's header, the 备注 line.
 
-    header_font = Font(bold=True, color="FFFFFF")
-    header_fill = PatternFill("solid", fgColor="1F4E79")
-    thin = Side(style="thin", color="999999")
-    border = Border(left=thin, right=thin, top=thin, bottom=thin)
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        for name in ANNEXES:
-            frame = result.annexes[name]
-            sheet_name = SHEET_NAMES[name]
-            frame.to_excel(writer, sheet_name=sheet_name, index=False)
-            sheet = writer.sheets[sheet_name]
-            for cell in sheet[1]:
-                cell.font, cell.fill, cell.border = header_font, header_fill, border
-                cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-            for row in sheet.iter_rows(min_row=2, max_row=len(frame) + 1):
-                for cell in row:
-                    cell.border = border
-                    cell.alignment = Alignment(horizontal="center")
-            sheet.freeze_panes = "A2"
-            for i, col in enumerate(frame.columns, start=1):
-                width = max([len(str(col)), *(len(str(v)) for v in frame[col])]) * 2 + 2
-                sheet.column_dimensions[get_column_letter(i)].width = min(max(width, 8), 40)
-            sheet.cell(row=len(frame) + 3, column=1, value=result.notes[name])
+    Counts are integers, rates fractions shown as ``0.00%`` (truncated like the printed table, so a
+    sheet shows the CSV's figure), "/" where a value is undefined (blank on 汇总/总数 rows); 附件4 has
+    the bulletin's two-row 镇 级 / 村 级 header. Layout and print setup: :mod:`haocha_analysis.spreadsheet`.
+    """
+    write_sheets(path, [annex_sheet(result, name) for name in ANNEXES])
+
+
+def annex_sheet(result: TablesResult, name: str) -> SheetSpec:
+    """The spreadsheet description of one annex, built from its numeric frame."""
+    numeric = result.numeric[name].reset_index(drop=True)
+    cells, formats = {}, {}
+    for col in numeric.columns:
+        values = numeric[col]
+        if col == "序号":
+            cells[col], formats[col] = values, PLAIN_INTEGER_FORMAT
+        elif values.dtype == "str" or values.dtype == object:
+            cells[col] = values
+        elif col.endswith(tuple(COMPARISONS.values())):
+            cells[col], formats[col] = values.map(truncate_fraction).astype("Float64"), CHANGE_FORMAT
+        elif col.endswith("率"):
+            cells[col], formats[col] = values.map(truncate_fraction).astype("Float64"), PERCENT_FORMAT
+        elif col == "总量占比":  # an integer percent (rounded half up, as printed)
+            cells[col], formats[col] = values.astype("Float64") / 100, WHOLE_PERCENT_FORMAT
+        else:
+            cells[col], formats[col] = values, PLAIN_INTEGER_FORMAT  # printed without separators
+    frame = pd.DataFrame(cells)
+    label = f"附件{ANNEXES.index(name) + 1}"
+    title = result.titles.get(name) or TITLES[name].format(short=result.period.short_cn())
+    groups = HEADER_GROUPS.get(name)
+    summary = numeric["序号"].isna() if "序号" in numeric else pd.Series(False, index=numeric.index)
+    return SheetSpec(
+        name=SHEET_NAMES[name],
+        frame=frame,
+        title=f"{label}\u3000{title}",
+        notes=[result.notes[name]] if result.notes.get(name) else [],
+        header_groups=groups_by_prefix(list(frame.columns), groups) if groups else None,
+        number_formats=formats,
+        slash_columns=[c for c in formats if c != "序号"],
+        total_rows=[int(i) for i in summary.to_numpy().nonzero()[0]],
+    )
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from haocha_analysis.analysis.annexes import ANNEXES, TITLES
+from haocha_analysis.analysis.annexes import ANNEXES, HEADER_GROUPS, TITLES
 from haocha_analysis.core.config import PROJ_ROOT, TEMPLATES_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
@@ -37,8 +37,6 @@ ANNEX_LABELS = {name: f"附件{i}" for i, name in enumerate(ANNEX_NAMES, start=1
 DEFAULT_ANNEX_TITLES = {name: title.replace("{short}", "{period_short}") for name, title in TITLES.items()}
 # 附件3 has one column per district: printed on a landscape page.
 WIDE_ANNEXES = frozenset({"annex3_district_departments"})
-# Two-row headers: 附件4 groups its columns under 镇 级 / 村 级 as the reference does.
-HEADER_GROUPS = {"annex4_towns_villages": {"镇级": "镇 级", "村级": "村 级"}}
 NAME_COLUMNS = frozenset({"区县", "部门", "单位"})
 TOTAL_ROW_LABELS = frozenset({"汇总", "总数", "合计", "总计"})
 NO_CATALOGUE = "（未提供事项目录）"  # {matters_catalogued} when the city has no matters.csv

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.spreadsheet import PLAIN_INTEGER_FORMAT, SheetSpec, neutralise_frame, write_workbook
 from haocha_analysis.quality.report import QualityReport
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -26,6 +29,41 @@ OUTPUT_NAMES = {
 }
 XLSX_NAME = "quality.xlsx"
 FIGURES_NAME = "quality_figures.json"
+# A presentation table's rate column holds format_ratio strings ("99.91%", "/"); in the XLSX they are
+# fractions again (the printed, truncated figure) with a percent format.
+_RATE_TEXT = r"\d+(?:\.\d+)?%"
+XLSX_NOTE = "备注：比率按截断保留两位小数（不四舍五入）；“/”表示分母为0，不适用。"
+
+
+def quality_sheet(report: QualityReport, key: str) -> SheetSpec:
+    """The XLSX sheet of one presentation table: counts as integers, rates as percentages, dates as dates."""
+    table = report.tables[key].reset_index(drop=True)
+    frame, rates = table.copy(), []
+    for col in table.columns:
+        values = table[col]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        text = values.astype("str")
+        if str(col).endswith(("率", "比")) and text.str.fullmatch(f"{_RATE_TEXT}|/").all() and len(text):
+            percent = pd.to_numeric(text.str.removesuffix("%"), errors="coerce")  # "/" → NaN
+            frame[col] = (percent / 100).where(text.str.fullmatch(_RATE_TEXT))
+            rates.append(str(col))
+        elif col == "日期" and len(text):
+            frame[col] = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    sheet = OUTPUT_NAMES[key][1]
+    try:
+        when = parse_period(report.period).title_cn()
+    except HaochaInputError:
+        when = report.period
+    return SheetSpec(
+        name=sheet,
+        frame=frame,
+        title=f"{report.city}{when}数据质检：{sheet}",
+        notes=[XLSX_NOTE] if rates else [],
+        percent_columns=rates,
+        number_formats={"排名": PLAIN_INTEGER_FORMAT} if "排名" in frame else {},
+        slash_columns=rates,
+    )
 
 
 def write_outputs(report: QualityReport, out_dir: Path) -> list[Path]:
@@ -40,11 +78,9 @@ def write_outputs(report: QualityReport, out_dir: Path) -> list[Path]:
     try:
         names = []
         for key, (name, _) in OUTPUT_NAMES.items():
-            report.tables[key].to_csv(staging / name, index=False, encoding="utf-8-sig")
+            neutralise_frame(report.tables[key]).to_csv(staging / name, index=False, encoding="utf-8-sig")
             names.append(name)
-        with pd.ExcelWriter(staging / XLSX_NAME, engine="openpyxl") as writer:
-            for key, (_, sheet) in OUTPUT_NAMES.items():
-                report.tables[key].to_excel(writer, sheet_name=sheet, index=False)
+        write_workbook(staging / XLSX_NAME, [quality_sheet(report, key) for key in OUTPUT_NAMES])
         names.append(XLSX_NAME)
         (staging / FIGURES_NAME).write_text(
             json.dumps(report.figures, ensure_ascii=False, indent=1), encoding="utf-8"

@@ -548,7 +548,7 @@ def test_write_outputs_csv_bom_and_xlsx(tmp_path, ref, messy):
     assert csv.read_bytes()[:3] == b"\xef\xbb\xbf"
     back = pd.read_csv(csv, encoding="utf-8-sig")
     assert list(back.columns[:3]) == ["序号", "单位编码", "单位"] and len(back) == len(findings)
-    assert pd.read_excel(xlsx).shape == back.shape
+    assert pd.read_excel(xlsx, header=1, nrows=len(back)).shape == back.shape  # under the title row
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
 
 

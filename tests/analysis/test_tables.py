@@ -438,8 +438,9 @@ def test_write_outputs(qinghe_result, tmp_path):
     book = load_workbook(tmp_path / "annexes.xlsx")
     assert book.sheetnames == [SHEET_NAMES[n] for n in ANNEXES]
     sheet = book["附件1 各区县"]
-    assert sheet.freeze_panes == "A2" and sheet["A1"].font.bold
-    assert sheet.cell(row=5, column=1).value.startswith("备注：数据来源青禾市政务服务好差评系统")
+    # title row, header row, two districts, a blank row, the 备注 line (layout: tests/test_spreadsheet.py)
+    assert sheet.freeze_panes == "A3" and sheet["A1"].font.bold and sheet["A2"].font.bold
+    assert sheet.cell(row=6, column=1).value.startswith("备注：数据来源青禾市政务服务好差评系统")
 
 
 def test_cli_tables(tmp_path):

@@ -21,6 +21,13 @@ from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.schemas import LEVEL_LABELS
+from haocha_analysis.core.spreadsheet import (
+    MEASURE_FORMAT,
+    PLAIN_INTEGER_FORMAT,
+    SheetSpec,
+    neutralise_frame,
+    write_workbook,
+)
 
 
 def detect(
@@ -96,6 +103,24 @@ def findings_for_people(findings: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=FINDING_HEADERS_CN)
 
 
+def findings_sheet(table: pd.DataFrame) -> SheetSpec:
+    """The XLSX sheet of :func:`findings_for_people`: typed numbers, measured values as plain decimals."""
+    measures = [FINDING_HEADERS_CN[c] for c in ("measure", "threshold", "expected")]
+    return SheetSpec(
+        name="异常发现",
+        frame=table.reset_index(drop=True),
+        title="异常发现清单（按严重程度从高到低）",
+        notes=["备注：测量值、阈值、期望值的含义见“测量指标”列；严重程度取0–1，越大越严重。"],
+        number_formats={
+            FINDING_HEADERS_CN["rank"]: PLAIN_INTEGER_FORMAT,
+            FINDING_HEADERS_CN["severity"]: "0.000",
+            **dict.fromkeys(measures, MEASURE_FORMAT),
+        },
+        integer_columns=[FINDING_HEADERS_CN["records"]],
+        freeze_columns=3,  # 序号, 单位编码, 单位 stay in view
+    )
+
+
 def write_outputs(findings: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write ``anomalies.csv`` (UTF-8 with BOM) and ``anomalies.xlsx`` atomically; return the paths."""
     out_dir = Path(out_dir)
@@ -104,11 +129,8 @@ def write_outputs(findings: pd.DataFrame, out_dir: Path) -> list[Path]:
     staged: list[tuple[str, Path]] = []
     try:  # both files are written before either replaces the previous set
         for name, writer in (
-            ("anomalies.csv", lambda p: table.to_csv(p, index=False, encoding="utf-8-sig")),
-            (
-                "anomalies.xlsx",
-                lambda p: table.to_excel(p, index=False, sheet_name="异常发现", engine="openpyxl"),
-            ),
+            ("anomalies.csv", lambda p: neutralise_frame(table).to_csv(p, index=False, encoding="utf-8-sig")),
+            ("anomalies.xlsx", lambda p: write_workbook(p, [findings_sheet(table)])),
         ):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=out_dir)
             os.close(fd)
