@@ -19,7 +19,7 @@ import pandas as pd
 
 from haocha_analysis.analysis.metrics import COUNT_COLUMNS, NEEDED_COLUMNS, source_system_counts, unit_counts
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period
+from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.spreadsheet import (
     CHANGE_FORMAT,
@@ -630,6 +630,58 @@ def add_comparisons(
     return out
 
 
+# Headline figures compared with a base period: (key, what the sentence calls it).
+COMPARED_FIGURES = (
+    ("total_cases", "汇聚办件数据"),
+    ("total_evaluations", "评价数据"),
+    ("valid_bad_reviews", "有效差评"),
+)
+COMPARISON_NAMES = {"环比": "上期", "同比": "上年同期"}
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def compare_headlines(current: dict, base: dict) -> dict:
+    """This period's headline figures against a base period's: counts, changes, rate difference."""
+    out: dict = {"period": base["period"]}
+    for key, _ in COMPARED_FIGURES:
+        now, then = int(current[key]), int(base[key])
+        out[key] = then
+        out[f"{key}_change"] = format_change((now - then) / then if then else None)
+    now = _rate(current["total_evaluations"], current["total_cases"])
+    then = _rate(base["total_evaluations"], base["total_cases"])
+    out["evaluation_rate"] = base["evaluation_rate"]
+    out["evaluation_rate_points"] = None if now is None or then is None else round((now - then) * 100, 2)
+    return out
+
+
+def _change_words(change: str) -> str:
+    if change == NOT_APPLICABLE:
+        return "无可比基数"
+    if change == "0%":
+        return "持平"
+    return ("增长" if change.startswith("+") else "下降") + change.lstrip("+-")
+
+
+def comparison_sentence(headline: dict) -> str:
+    """The bulletin's 环比/同比 sentence from ``headline["comparisons"]`` ("" when none)."""
+    parts = []
+    for suffix, c in (headline.get("comparisons") or {}).items():
+        words = [f"{what}{_change_words(c[f'{key}_change'])}" for key, what in COMPARED_FIGURES]
+        points = c.get("evaluation_rate_points")
+        if points is not None:
+            words.append(
+                "评价率持平"
+                if points == 0
+                else f"评价率{'提高' if points > 0 else '降低'}{abs(points):g}个百分点"
+            )
+        when = parse_period(c["period"]).title_cn()
+        parts.append(f"与{COMPARISON_NAMES.get(suffix, suffix)}（{when}）相比，{'，'.join(words)}")
+    return "；".join(parts) + "。" if parts else ""
+
+
 def _annex3_total(frame: pd.DataFrame) -> pd.Series:
     districts = [
         c for c in frame.columns if c not in ("序号", "部门", "合计") and not c.endswith(("环比", "同比"))
@@ -684,16 +736,7 @@ def build_tables(
                 continue
             base = build_tables(ref, base_data, shifted, extracted_on=extracted_on)
             bases[suffix] = base.numeric
-            compared[suffix] = {
-                "period": shifted.label,
-                "total_evaluations": base.headline["total_evaluations"],
-                "change": format_change(
-                    (headline["total_evaluations"] - base.headline["total_evaluations"])
-                    / base.headline["total_evaluations"]
-                    if base.headline["total_evaluations"]
-                    else None
-                ),
-            }
+            compared[suffix] = compare_headlines(headline, base.headline)
         numeric = add_comparisons(numeric, bases)
         headline["comparisons"] = compared
 

@@ -34,7 +34,34 @@ TARGETS = {
     "pipeline_seconds": 60.0,  # canonical Parquet -> HTML + PDF
     "stage_peak_mb": 4096.0,  # no stage over 4 GB at scale 1
     "province_peak_mb": 12288.0,  # tables at scale 16 within 12 GB
+    "help_seconds": 0.3,  # `haocha --help` and every `haocha <verb> --help`
 }
+HELP_REPEATS = 3
+
+
+def measure_help(verbs: list[str]) -> dict:
+    """Wall time of ``haocha --help`` and of every verb's ``--help`` (best of HELP_REPEATS, worst verb)."""
+    script = Path(sys.executable).with_name("haocha")
+    times = {}
+    for verb in ["", *verbs]:
+        best = None
+        for _ in range(HELP_REPEATS):
+            t0 = time.perf_counter()
+            command = [str(script), *([verb] if verb else []), "--help"]
+            subprocess.run(command, capture_output=True, check=True)
+            best = min(best or 1e9, time.perf_counter() - t0)
+        times[verb or "haocha"] = round(best, 3)
+    worst = max(times, key=times.get)
+    return {
+        "stage": "cli_help",
+        "scale": 0,
+        "wall_s": times[worst],
+        "cpu_s": "",
+        "peak_mb": "",
+        "ok": times[worst] <= TARGETS["help_seconds"],
+        "error": "" if times[worst] <= TARGETS["help_seconds"] else f"{worst} --help 超过 0.3 秒",
+        "help_seconds": times,
+    }
 
 
 def _measure(fn, *args, **kwargs) -> dict:
@@ -261,10 +288,14 @@ def run_bench(
     city: str = "zibo",
     period: str = "2023Q2",
     stages: tuple[str, ...] = STAGES,
+    verbs: list[str] | None = None,
 ) -> list[dict]:
-    """Run every stage at every scale; write bench.json and bench.md into out_dir."""
+    """Run every stage at every scale; write bench.json and bench.md into out_dir.
+
+    ``verbs``: the command line's verbs whose ``--help`` is timed (none when None).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    results = [measure_help(verbs)] if verbs is not None else []
     plan = [(s, stages) for s in scales]
     if province_scale:
         plan.append((province_scale, ("synth_province", "tables", "duckdb_tables")))

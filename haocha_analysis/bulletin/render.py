@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from haocha_analysis.analysis.annexes import ANNEXES, HEADER_GROUPS, TITLES
+from haocha_analysis.analysis.annexes import ANNEXES, HEADER_GROUPS, TITLES, comparison_sentence
 from haocha_analysis.core.config import PROJ_ROOT, TEMPLATES_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
@@ -62,6 +62,7 @@ class StageResults:
     findings: pd.DataFrame
     problems: str
     extracted_on: str | None = None
+    coverage: Any = None  # core.coverage.Coverage: a partial period is said in the headline paragraph
 
 
 @dataclass
@@ -86,6 +87,7 @@ class BulletinContext:
     units: pd.DataFrame
     run_id: str = ""
     narrative_file: str = ""
+    doc_number: str = ""  # 发文字号, e.g. 淄审批字〔2023〕12号
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -192,7 +194,11 @@ def placeholder_values(
         "period_range": period.range_cn(),
         "systems": "、".join(map(str, systems)),
         "systems_count": cn_count(len(systems)),
+        "systems_sentence": systems_sentence([str(s) for s in systems]),
         "matters_catalogued": str(headline.get("matters_catalogued") or NO_CATALOGUE),
+        "matters_sentence": (
+            f"累计梳理事项{headline['matters_catalogued']}，" if headline.get("matters_catalogued") else ""
+        ),
         "quality_sentence": quality_sentence,
         "total_cases": _int_text(total_cases),
         "total_evaluations": _int_text(headline.get("total_evaluations")),
@@ -202,6 +208,15 @@ def placeholder_values(
         "district_cases": _int_text(district_cases),
         "city_department_cases": _int_text(city_cases),
     }
+
+
+def systems_sentence(systems: list[str]) -> str:
+    """目前，…已完成与“好差评”系统对接，— worded for one system or several, empty for none."""
+    if not systems:
+        return ""
+    if len(systems) == 1:
+        return f"目前，{systems[0]}已完成与“好差评”系统对接，"
+    return f"目前，{'、'.join(systems)}等{cn_count(len(systems))}个业务系统已完成与“好差评”系统对接，"
 
 
 def quality_sentence(quality: Any, headline: dict[str, Any]) -> str:
@@ -226,6 +241,7 @@ def build_context(
     narrative_file: str | Path | None = None,
     run_id: str = "",
     issued_on: date | None = None,
+    doc_number: str = "",
 ) -> BulletinContext:
     """Assemble the bulletin's texts and tables from the stage results and the narrative template."""
     path = narrative_path(ref, narrative_file)
@@ -242,6 +258,9 @@ def build_context(
     }
     for key in REQUIRED_NARRATIVE_KEYS:
         texts[key] = fill(narrative[key], values, file=str(path), key=key)
+    if results.coverage is not None and results.coverage.partial:
+        texts["headline"] += results.coverage.sentence()
+    texts["headline"] += comparison_sentence(headline)  # 环比/同比 when asked for
     titles = {**DEFAULT_ANNEX_TITLES, **(narrative.get("annex_titles") or {})}
     annex_titles = {
         name: fill(titles[name], values, file=str(path), key=f"annex_titles.{name}") for name in ANNEX_NAMES
@@ -266,6 +285,7 @@ def build_context(
         units=ref.units[["unit_id", "unit_name", "level", "district"]].copy(),
         run_id=run_id,
         narrative_file=str(path),
+        doc_number=doc_number.strip(),
     )
 
 
@@ -288,8 +308,9 @@ def title_lines(title: str) -> str:
 
 
 def title_html(ctx: BulletinContext) -> str:
-    """Title and addressees (主送机关)."""
-    out = f'<h1 class="bulletin-title">{title_lines(ctx.texts["title"])}</h1>'
+    """发文字号 (when given), title and addressees (主送机关)."""
+    out = f'<p class="doc-number">{escape(ctx.doc_number)}</p>' if ctx.doc_number else ""
+    out += f'<h1 class="bulletin-title">{title_lines(ctx.texts["title"])}</h1>'
     if ctx.addressees:
         out += _paragraph(f"{ctx.addressees}：", "addressees")
     return out

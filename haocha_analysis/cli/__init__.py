@@ -13,8 +13,11 @@ from pathlib import Path
 
 import click
 
+from haocha_analysis.cli import zh
 from haocha_analysis.core.errors import EXIT_INPUT_ERROR, HaochaInputError
 from haocha_analysis.core.periods import PERIOD_HELP
+
+zh.install()  # before any option is declared: help texts are translated when they are made
 
 CITY_HELP = "城市：data/reference/ 下的名称（如 zibo）或参考数据目录路径"
 DATA_HELP = "规范表目录（Parquet 分区，或 cases/evaluations/rectifications 的 .parquet/.csv）"
@@ -56,6 +59,17 @@ def user_errors(f: Callable) -> Callable:
             sys.exit(EXIT_INPUT_ERROR)
 
     return wrapper
+
+
+def check_coverage(data: dict, period: object, data_dir: Path) -> None:
+    """Refuse a period without records (exit 2); warn on stderr when records cover only part of it."""
+    from haocha_analysis.core.coverage import coverage, require_records
+    from haocha_analysis.ingest.storage import available_periods
+
+    cov = coverage(data, period)
+    require_records(cov, data_dir, available_periods(Path(data_dir)))
+    if cov.partial:
+        click.echo("警告：" + cov.sentence().removeprefix("需要说明的是，"), err=True)
 
 
 # verb → (module under haocha_analysis.cli, short help). The table is static so that ``haocha --help``

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import click
 
-from haocha_analysis.analysis.anomalies.findings import detect, write_outputs
-from haocha_analysis.analysis.anomalies.run import load_history, load_period
-from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
+from haocha_analysis.cli import (
+    check_coverage,
+    city_option,
+    data_option,
+    out_option,
+    period_option,
+    user_errors,
+)
 from haocha_analysis.core.periods import resolve_period
 
 
@@ -21,14 +26,18 @@ from haocha_analysis.core.periods import resolve_period
 @user_errors
 def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, history_n: int) -> None:
     """异常发现：写出按严重程度排序的异常清单（anomalies.csv / anomalies.xlsx）。"""
+    # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     import time
 
+    from haocha_analysis.analysis.anomalies.findings import detect, write_outputs
+    from haocha_analysis.analysis.anomalies.run import load_history, load_period
     from haocha_analysis.core.reference import load_city
 
     t0 = time.perf_counter()
     ref = load_city(city)
     p = resolve_period(period)
     data = load_period(data_dir, p)
+    check_coverage(data, p, data_dir)
     history = load_history(data_dir, p, history_n)
     findings = detect(ref, data, p, history)
     paths = write_outputs(findings, out_dir)

@@ -2,102 +2,89 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
+from haocha_analysis.core.periods import PERIOD_HELP
 
-# --- CLI --------------------------------------------------------------------------------------
-
-
-def _commands() -> list[click.Command]:
-    from haocha_analysis.core.periods import PERIOD_HELP
-
-    city_help = CITY_HELP
-    data_help = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
-    out_help = "输出目录；省略时为 reports/<城市>/<统计期>/"
-
-    @click.command("bulletin")
-    @click.option("--city", required=True, help=city_help)
-    @click.option("--period", required=True, help=PERIOD_HELP)
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help=data_help)
-    @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help=out_help)
-    @click.option(
-        "--extracted-on", default=None, help="数据提取时间 YYYY-MM-DD（附件备注）；省略时由数据决定"
-    )
-    @click.option(
-        "--narrative",
-        "narrative_file",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="通报文字模板 bulletin.yml；省略时用城市参考目录中的模板",
-    )
-    @user_errors
-    def bulletin(
-        city: str,
-        period: str,
-        data_dir: Path | None,
-        out_dir: Path | None,
-        extracted_on: str | None,
-        narrative_file: Path | None,
-    ) -> None:
-        """生成季度通报：执行 notebook，输出无代码的 HTML 与 PDF、附件表格与运行清单。"""
-        from haocha_analysis.pipeline import run as pipeline
-
-        pipeline.cli_entry(city, period, data_dir, out_dir, extracted_on, narrative_file, ingest=False)
-
-    @click.command("run")
-    @click.option("--city", required=True, help=city_help)
-    @click.option(
-        "--period", default="latest", show_default=True, help=PERIOD_HELP + "，或 latest（上一个完整季度）"
-    )
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help=data_help)
-    @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help=out_help)
-    @click.option(
-        "--inbox",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="待导入的原始导出文件目录（该统计期尚无规范表时导入）",
-    )
-    @click.option(
-        "--profile", type=click.Path(path_type=Path), default=None, help="原始导出的数据来源配置 YAML"
-    )
-    @click.option("--extracted-on", default=None, help="数据提取时间 YYYY-MM-DD；省略时由数据决定")
-    @click.option(
-        "--narrative",
-        "narrative_file",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="通报文字模板 bulletin.yml",
-    )
-    @user_errors
-    def run(
-        city: str,
-        period: str,
-        data_dir: Path | None,
-        out_dir: Path | None,
-        inbox: Path | None,
-        profile: Path | None,
-        extracted_on: str | None,
-        narrative_file: Path | None,
-    ) -> None:
-        """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"""
-        from haocha_analysis.pipeline import run as pipeline
-
-        pipeline.cli_entry(
-            city,
-            period,
-            data_dir,
-            out_dir,
-            extracted_on,
-            narrative_file,
-            ingest=True,
-            inbox=inbox,
-            profile=profile,
-        )
-
-    return [bulletin, run]
+DATA_HELP = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
+OUT_HELP = "输出目录；省略时为 reports/<城市>/<统计期>/"
 
 
-COMMANDS = _commands()
+def _document_options(f: Callable) -> Callable:
+    """Options both verbs share: what the document says and how it compares."""
+    options = [
+        click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help=DATA_HELP),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help=OUT_HELP),
+        click.option(
+            "--extracted-on", default=None, help="数据提取时间 YYYY-MM-DD（附件备注）；省略时由数据决定"
+        ),
+        click.option(
+            "--narrative",
+            "narrative_file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="通报文字模板 bulletin.yml；省略时用城市参考目录中的模板",
+        ),
+        click.option(
+            "--issued-on",
+            default=None,
+            help="成文日期 YYYY-MM-DD；省略时为数据提取日期后 city.yml 的 issue_lag_working_days 个工作日",
+        ),
+        click.option("--doc-number", default="", help="发文字号（文号），如 淄审批字〔2023〕12号"),
+        click.option(
+            "--compare", is_flag=True, help="附件增加环比、同比列，总体情况逐项写出环比、同比（需有上期数据）"
+        ),
+        click.option(
+            "--settings",
+            "settings_file",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="阈值设置 settings.yml；省略时用城市参考目录中的 settings.yml（如有）",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.command("bulletin")
+@click.option("--city", required=True, help=CITY_HELP)
+@click.option("--period", required=True, help=PERIOD_HELP + "，或 latest（数据中最后一个完整季度）")
+@_document_options
+@user_errors
+def bulletin(city: str, period: str, **options: object) -> None:
+    """生成季度通报：执行 notebook，输出无代码的 HTML 与 PDF、附件表格与运行清单。"""
+    from haocha_analysis.pipeline import run as pipeline
+
+    pipeline.cli_entry(city, period, ingest=False, **options)
+
+
+@click.command("run")
+@click.option("--city", required=True, help=CITY_HELP)
+@click.option(
+    "--period",
+    default="latest",
+    show_default=True,
+    help=PERIOD_HELP + "，或 latest（数据中最后一个完整季度）",
+)
+@click.option(
+    "--inbox",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="待导入的原始导出文件目录（该统计期尚无规范表时导入）",
+)
+@click.option("--profile", type=click.Path(path_type=Path), default=None, help="原始导出的数据来源配置 YAML")
+@_document_options
+@user_errors
+def run(city: str, period: str, **options: object) -> None:
+    """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"""
+    from haocha_analysis.pipeline import run as pipeline
+
+    pipeline.cli_entry(city, period, ingest=True, **options)
+
+
+COMMANDS = [bulletin, run]

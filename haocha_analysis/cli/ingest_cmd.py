@@ -11,9 +11,6 @@ import click
 from haocha_analysis.cli import city_option, out_option, period_option, user_errors
 from haocha_analysis.core.config import SALT_ENV, hash_salt
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.schemas import TABLES
-from haocha_analysis.ingest.build import ingest_files
-from haocha_analysis.ingest.labels import TABLE_LABELS
 
 
 def _salt_from_env(name: str) -> str:
@@ -52,6 +49,11 @@ def ingest_command(
     extracted_on: datetime | None,
 ) -> None:
     """导入导出文件（CSV/XLSX/Parquet），写出规范表与 ingest_log.json。"""
+    # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
+    from haocha_analysis.core.schemas import TABLES
+    from haocha_analysis.ingest.build import ingest_files
+    from haocha_analysis.ingest.labels import TABLE_LABELS
+
     log = ingest_files(
         profile,
         list(files),

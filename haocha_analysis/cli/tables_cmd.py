@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from haocha_analysis.analysis.annexes import COMPARISONS, build_tables, load_period_data, write_outputs
-from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
+from haocha_analysis.cli import (
+    check_coverage,
+    city_option,
+    data_option,
+    out_option,
+    period_option,
+    user_errors,
+)
 from haocha_analysis.core.periods import resolve_period
 
 
@@ -25,11 +31,14 @@ def tables_command(
     city: str, period: str, data_dir: Path, out_dir: Path, extracted_on: object, compare: bool
 ) -> None:
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
+    # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
+    from haocha_analysis.analysis.annexes import COMPARISONS, build_tables, load_period_data, write_outputs
     from haocha_analysis.core.reference import load_city
 
     ref = load_city(city)
     p = resolve_period(period)
     data = load_period_data(data_dir, p)
+    check_coverage(data, p, data_dir)
     history = None
     if compare:
         history = {}

@@ -36,6 +36,9 @@ SCENARIOS_DIR = PACKAGE_DIR / "synth" / "scenarios"
 # Jupyter kernel registered by `make setup`; papermill always runs notebooks with it.
 KERNEL_NAME = "haocha"
 
+# The synthetic generator's default scenario (synth/scenarios/default.yml).
+DEFAULT_SCENARIO = "default"
+
 # 及时性: the provincial 5-minute rule (省级“5分钟”数据质检规则): a record must reach the
 # 好差评 system within 5 minutes of the event it reports (case finished / evaluation made).
 REPORT_DELAY_LIMIT = timedelta(minutes=5)

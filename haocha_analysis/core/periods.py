@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from haocha_analysis.core.errors import HaochaInputError
+
+if TYPE_CHECKING:  # pandas is imported where timestamps are compared: `haocha --help` stays fast
+    import pandas as pd
 
 CN_NUMERALS = "一二三四"
 PERIOD_HELP = "统计期: YYYYQn、YYYY-MM、YYYYHn、YYYY 或 YYYY-MM-DD..YYYY-MM-DD"
@@ -26,11 +28,15 @@ class Period:
     @property
     def start_ts(self) -> pd.Timestamp:
         """First instant of the period."""
+        import pandas as pd
+
         return pd.Timestamp(self.start)
 
     @property
     def end_ts(self) -> pd.Timestamp:
         """First instant after the period (exclusive bound)."""
+        import pandas as pd
+
         return pd.Timestamp(self.end + timedelta(days=1))
 
     def contains(self, timestamps: pd.Series) -> pd.Series:

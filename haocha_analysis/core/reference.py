@@ -106,6 +106,7 @@ def load_city(city: str | Path) -> CityReference:
     if not (path.is_dir() and (path / "units.csv").exists()):
         found = [d / str(city) for d in REFERENCE_DIRS if (d / str(city) / "units.csv").exists()]
         path = found[0] if found else REFERENCE_DIRS[0] / str(city)
+    path = path.resolve()  # the notebook runs with its own working directory
     units_file = path / "units.csv"
     if not units_file.exists():
         known = sorted(

@@ -51,6 +51,32 @@ def _overlaps(label: str, period: Period) -> bool:
     return p.start <= period.end and p.end >= period.start
 
 
+def _refuse_overlapping(labels: list[str], source: Path) -> None:
+    """Partitions whose periods overlap (``2023Q2`` beside ``2023-05``) would count records twice."""
+    spans = []
+    for label in labels:
+        try:
+            p = parse_period(label)
+        except HaochaInputError:
+            continue
+        spans.append((p.start, p.end, label))
+    spans.sort()
+    clashes, latest = [], None  # latest: the span reaching furthest so far
+    for span in spans:
+        if latest is not None and span[0] <= latest[1]:
+            clashes.append((latest[2], span[2]))
+        if latest is None or span[1] > latest[1]:
+            latest = span
+    if clashes:
+        pairs = "、".join(f"period={x} 与 period={y}" for x, y in clashes[:5])
+        raise HaochaInputError(
+            f"数据目录中有时间重叠的分区：{pairs}，同一批记录会被重复计数",
+            file=str(source),
+            fix="每个时段只保留一份数据：删除其中一个分区目录（或重新导入），"
+            "内置合成数据可用 make clean-data 清除后重新生成",
+        )
+
+
 def _available(table: str, wanted: list[str] | None, names: list[str], source: Path) -> list[str] | None:
     """The wanted columns the source has; a missing required column is a clear error."""
     if wanted is None:
@@ -71,7 +97,9 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
     parts = partitions(data_dir, table)
     source = data_dir / table  # named in error messages
     if parts:
-        chosen = [path for label, path in parts.items() if period is None or _overlaps(label, period)]
+        labels = [label for label in parts if period is None or _overlaps(label, period)]
+        _refuse_overlapping(labels, data_dir / table)
+        chosen = [parts[label] for label in labels]
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
         if not files:
             return coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)[columns or slice(None)]

@@ -5,7 +5,7 @@ and moved into place only when every stage succeeded, so a failed run leaves the
 that period intact and never anything half-written that looks complete. The failed run's folder is
 kept as ``.<period>.failed-<run>`` (only the latest one) for diagnosis.
 
-On a terminal each stage prints its progress; otherwise the run is quiet and logs to
+Each stage prints a line when it ends (with marks on a terminal); not on a terminal, the run also logs to
 ``reports/<city>/logs/haocha.log`` (errors still go to stderr, which cron mails).
 """
 
@@ -20,6 +20,7 @@ import platform
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -39,10 +40,15 @@ from haocha_analysis.analysis import annexes as tables
 from haocha_analysis.analysis import anomalies
 from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
+from haocha_analysis.core.calendar import add_working_days
 from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
+from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.core.settings import apply as apply_settings
+from haocha_analysis.core.settings import as_plain as settings_as_plain
+from haocha_analysis.core.settings import load_settings, settings_path
 from haocha_analysis.ingest import build as ingest
 from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
@@ -54,6 +60,7 @@ NOTEBOOK = NOTEBOOKS_DIR / "bulletin.ipynb"
 RESULTS_PICKLE = "_results.pkl"  # hand-over from the stages to the notebook; removed before publishing
 MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
+DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
 MEMORY_SAMPLE_SECONDS = 0.05  # RSS sampling interval of the stage recorder
@@ -87,6 +94,38 @@ STAGE_LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The thresholds of one run: quality's and the detectors' (a city's settings.yml applied)."""
+
+    quality: quality.QualitySettings = field(default_factory=quality.QualitySettings)
+    anomalies: anomalies.Settings = field(default_factory=anomalies.Settings)
+    file: Path | None = None
+
+    @classmethod
+    def for_city(cls, ref: CityReference, settings_file: str | Path | None = None) -> RunSettings:
+        """The city's settings.yml (or the file given) applied to the defaults, validated."""
+        path = settings_path(ref.path, settings_file)
+        sections = load_settings(path)
+        return cls(
+            quality=apply_settings(
+                quality.QualitySettings, sections["quality"], file=path, section="quality"
+            ),
+            anomalies=apply_settings(
+                anomalies.Settings, sections["anomalies"], file=path, section="anomalies"
+            ),
+            file=path,
+        )
+
+    def as_dict(self) -> dict:
+        """For manifest.json."""
+        return {
+            "file": str(self.file) if self.file else None,
+            "quality": settings_as_plain(self.quality),
+            "anomalies": settings_as_plain(self.anomalies),
+        }
+
+
 class BulletinFailed(RuntimeError):
     """A stage failed; the message is what the user reads (Chinese), the previous outputs are intact."""
 
@@ -111,6 +150,7 @@ class Recorder:
     """Times each stage, samples peak memory, and reports progress (terminal) or logs (otherwise)."""
 
     interactive: bool = False
+    progress: bool = False  # print one line per finished stage (the CLI: always)
     stages: list[StageRecord] = field(default_factory=list)
 
     def _rss(self, proc: psutil.Process) -> int:
@@ -157,8 +197,10 @@ class Recorder:
             line = f"{record.label}：{record.seconds:.1f} 秒，峰值内存 {record.peak_rss_mb:.0f} MB"
             if record.status == "failed":
                 line = f"{record.label}：失败（{record.seconds:.1f} 秒）"
-            if self.interactive:
-                print(("✓ " if record.status == "ok" else "✗ ") + line, file=sys.stderr, flush=True)
+            # A terminal gets marks; a pipe, cron or a notebook's ``!haocha`` gets plain lines.
+            mark = ("✓ " if record.status == "ok" else "✗ ") if self.interactive else ""
+            if self.progress:
+                print(mark + line, file=sys.stderr, flush=True)
             log.info(line)
 
     def as_list(self) -> list[dict]:
@@ -192,6 +234,26 @@ def resolve_data_dir(ref: CityReference, period: Period, data_dir: str | Path | 
             )
         return path
     return Path(synth.ensure_default_data(city=ref.key, period=period.label))
+
+
+def latest_with_data(data_dir: Path, latest: Period) -> Period:
+    """``latest`` for a data folder: the last complete quarter the folder holds, not today's.
+
+    Data ending in 2023Q2 gives 2023Q2 in 2026. A folder without period partitions keeps ``latest``
+    (the empty-period check then names what the folder holds).
+    """
+    held = []
+    for label in storage.available_periods(data_dir) if data_dir.exists() else []:
+        try:
+            p = parse_period(label)
+        except HaochaInputError:
+            continue
+        if p.end <= latest.end:
+            held.append(p)
+    if not held:
+        return latest
+    last = max(held, key=lambda p: p.end)
+    return parse_period(f"{last.end.year}Q{(last.end.month - 1) // 3 + 1}")
 
 
 def has_period(data_dir: Path, period: Period) -> bool:
@@ -246,6 +308,8 @@ def compute(
     *,
     recorder: Recorder | None = None,
     out_dir: Path | None = None,
+    compare: bool = False,
+    settings: RunSettings | None = None,
 ) -> StageResults:
     """Run quality, tables and anomalies on the period's canonical tables (outputs written when asked).
 
@@ -255,28 +319,48 @@ def compute(
         data_dir: canonical tables.
         extracted_on: 数据提取时间 for the 备注 lines (YYYY-MM-DD), or None to let the tables decide.
         recorder: stage recorder (a silent one when None).
+        compare: 环比/同比: the previous period and the same period a year earlier are loaded too.
+        settings: thresholds (defaults when None).
         out_dir: where to write the annex CSV/XLSX, quality and findings outputs (None: nothing written).
     """
     recorder = recorder or Recorder()
     with recorder.stage("load"):
         data = load_data(data_dir, period)
+        cov = coverage(data, period)
+        require_records(cov, data_dir, storage.available_periods(data_dir))
+        if cov.partial:
+            log.warning("警告：%s", cov.sentence().removeprefix("需要说明的是，"))
         history = anomalies.load_history(data_dir, period)  # earlier quarters stored beside it, if any
     with recorder.stage("quality"):
-        report = quality.run_quality(ref, data, period)
+        settings = settings or RunSettings()
+        report = quality.run_quality(ref, data, period, settings.quality)
         if out_dir is not None:
             quality.write_outputs(report, Path(out_dir) / QUALITY_SUBDIR)
     with recorder.stage("tables"):
         extraction = date.fromisoformat(extracted_on) if extracted_on else None
-        result = tables.build_tables(ref, data, period, extracted_on=extraction)
+        bases = {}
+        for kind in tables.COMPARISONS if compare else ():
+            shifted = period.shifted(kind)
+            if shifted is not None and not coverage(base := load_data(data_dir, shifted), shifted).empty:
+                bases[shifted.label] = base
+        result = tables.build_tables(
+            ref, data, period, extracted_on=extraction, compare=compare, history=bases
+        )
+        result.headline["data_coverage"] = cov.as_dict()
         if out_dir is not None:
             tables.write_outputs(result, Path(out_dir))
     with recorder.stage("anomalies"):
-        findings = anomalies.detect(ref, data, period, history=history)
+        findings = anomalies.detect(ref, data, period, history=history, settings=settings.anomalies)
         problems = anomalies.problems_paragraph(findings, ref, period)
         if out_dir is not None:
             anomalies.write_outputs(findings, Path(out_dir) / ANOMALIES_SUBDIR)
     return StageResults(
-        tables=result, quality=report, findings=findings, problems=problems, extracted_on=extracted_on
+        tables=result,
+        quality=report,
+        findings=findings,
+        problems=problems,
+        extracted_on=extracted_on,
+        coverage=cov,
     )
 
 
@@ -289,6 +373,7 @@ def load_context(
     results_file: str | None = None,
     run_id: str = "",
     issued_on: str | None = None,
+    doc_number: str = "",
 ) -> BulletinContext:
     """The notebook's one entry point: the stage results turned into a :class:`BulletinContext`.
 
@@ -303,7 +388,8 @@ def load_context(
         narrative_file: narrative template; empty means the city's ``bulletin.yml``.
         results_file: pickle written by the pipeline (skips recomputation).
         run_id: the pipeline's run id, shown in the page metadata.
-        issued_on: date of the 落款 (YYYY-MM-DD); empty means today.
+        issued_on: date of the 落款 (YYYY-MM-DD); empty means :func:`default_issue_date`.
+        doc_number: 发文字号 (文号) printed above the title; empty prints none.
     """
     ref = load_city(city)
     per = parse_period(period)
@@ -318,8 +404,30 @@ def load_context(
         results,
         narrative_file=narrative_file,
         run_id=run_id,
-        issued_on=date.fromisoformat(issued_on) if issued_on else None,
+        issued_on=date.fromisoformat(issued_on)
+        if issued_on
+        else default_issue_date(ref, results.extracted_on),
+        doc_number=doc_number,
     )
+
+
+def default_issue_date(ref: CityReference, extracted_on: str | None) -> date:
+    """成文日期 by default: the extraction date plus the city's lag in working days (city.yml).
+
+    ``issue_lag_working_days`` (default 5) in city.yml; without an extraction date, today. A 2023Q2
+    bulletin is thus dated in July 2023, not on the day someone re-runs it.
+    """
+    if not extracted_on:
+        return date.today()
+    lag = ref.meta.get("issue_lag_working_days", DEFAULT_ISSUE_LAG_WORKING_DAYS)
+    if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
+        raise HaochaInputError(
+            f"city.yml 的 issue_lag_working_days 取值“{lag}”无效",
+            file=str(ref.path / "city.yml"),
+            column="issue_lag_working_days",
+            fix="写成不小于 0 的整数（数据提取后第几个工作日成文），如 5",
+        )
+    return add_working_days(date.fromisoformat(str(extracted_on)), lag)
 
 
 # --- manifest ---------------------------------------------------------------------------------
@@ -412,19 +520,23 @@ def _notebook_failure(err: Exception) -> str:
     return f"通报 notebook 在{where}出错：{ename}: {evalue}\n{tail}".rstrip()
 
 
+# Notices Jupyter prints on every kernel start or stop that say nothing about the run: dropped.
+KERNEL_NOISE = (
+    "Kernel is running over TCP without encryption",
+    "KeyboardInterrupt caught in kernel",
+    "Use IPC transport or launch with kernel manager-provisioned CurveZMQ keys",
+)
+
+
 @contextmanager
 def _stderr_to(path: Path | None) -> Iterator[None]:
-    """Send file descriptor 2 (inherited by the kernel process) to ``path``; a no-op when None.
+    """Capture file descriptor 2 (inherited by the kernel process), drop Jupyter's noise, keep the rest.
 
-    The kernel prints start-up notices on its stderr; unattended runs keep them in the run log
-    rather than in cron's mail.
+    What remains goes to ``path`` (the run log of an unattended run) or back to stderr (a terminal).
     """
-    if path is None:
-        yield
-        return
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(path, "ab") as sink:
+    with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
             yield
@@ -432,6 +544,14 @@ def _stderr_to(path: Path | None) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(n in line for n in KERNEL_NOISE))
+            if kept and path is not None:
+                with open(path, "a", encoding="utf-8") as log_file:
+                    log_file.write(kept)
+            elif kept:
+                sys.stderr.write(kept)
 
 
 def execute_notebook(
@@ -509,6 +629,11 @@ def build_bulletin(
     profile: Path | None = None,
     interactive: bool = False,
     pdf: bool = True,
+    progress: bool = False,
+    issued_on: str | None = None,
+    doc_number: str = "",
+    compare: bool = False,
+    settings_file: Path | None = None,
 ) -> RunResult:
     """Produce the bulletin of one city and period into ``out_dir`` (default ``reports/<city>/<period>/``).
 
@@ -522,8 +647,13 @@ def build_bulletin(
         ingest: run the ingest-if-needed stage first (``haocha run``).
         inbox: raw exports to ingest when the period is missing.
         profile: their source profile.
-        interactive: print progress per stage (a terminal).
+        interactive: a terminal: progress marks and papermill's progress bar.
         pdf: also print the PDF (benchmarks of the HTML alone may turn it off).
+        progress: print a line per finished stage on stderr (the CLI does, terminal or not).
+        issued_on: 成文日期 (YYYY-MM-DD); None means the extraction date plus the city's lag.
+        doc_number: 发文字号 printed above the title (empty: none).
+        compare: 环比/同比 columns in the annexes and a sentence in the bulletin.
+        settings_file: thresholds (settings.yml); None means the city's own, if any.
 
     Raises:
         BulletinFailed: a stage failed (the failing notebook cell's error included); the previous
@@ -532,15 +662,20 @@ def build_bulletin(
     """
     ref = load_city(city)
     per = resolve_period(period)
-    if extracted_on:
-        try:
-            date.fromisoformat(str(extracted_on))
-        except ValueError as err:
-            raise HaochaInputError(
-                f"数据提取时间“{extracted_on}”无法识别",
-                column="--extracted-on",
-                fix="写成 YYYY-MM-DD，如 2023-07-04",
-            ) from err
+    if str(period).strip().lower() == "latest" and data_dir is not None:
+        per = latest_with_data(Path(data_dir), per)
+    for option, value, what in (
+        ("--extracted-on", extracted_on, "数据提取时间"),
+        ("--issued-on", issued_on, "成文日期"),
+    ):
+        if value:
+            try:
+                date.fromisoformat(str(value))
+            except ValueError as err:
+                raise HaochaInputError(
+                    f"{what}“{value}”无法识别", column=option, fix="写成 YYYY-MM-DD，如 2023-07-04"
+                ) from err
+    run_settings = RunSettings.for_city(ref, settings_file)  # a bad settings file fails before any work
     target = Path(out_dir) if out_dir else REPORTS_DIR / ref.key / per.label
     target = target if target.is_absolute() else Path.cwd() / target
     run_id = new_run_id()
@@ -551,7 +686,7 @@ def build_bulletin(
     file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(file_log)
     log.setLevel(logging.INFO)
-    recorder = Recorder(interactive=interactive)
+    recorder = Recorder(interactive=interactive, progress=progress)
     started = datetime.now()
     t_start = time.perf_counter()
     log.info("运行 %s：城市 %s，统计期 %s，输出 %s", run_id, ref.city_name, per.label, _display_path(target))
@@ -571,7 +706,21 @@ def build_bulletin(
             extracted_on = recorded.isoformat()  # as recorded by ingest or synth for this data
         narrative = render.narrative_path(ref, narrative_file)
         render.load_narrative(narrative)  # a bad template fails before any work
-        results = compute(ref, per, data_path, extracted_on, recorder=recorder, out_dir=staging)
+        results = compute(
+            ref,
+            per,
+            data_path,
+            extracted_on,
+            recorder=recorder,
+            out_dir=staging,
+            compare=compare,
+            settings=run_settings,
+        )
+        data_coverage = results.coverage.as_dict() if results.coverage is not None else None
+        headline = {
+            k: results.tables.headline.get(k)
+            for k in ("total_cases", "total_evaluations", "evaluation_rate", "valid_bad_reviews")
+        }
         results_file = staging / RESULTS_PICKLE
         with open(results_file, "wb") as fh:
             pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -584,7 +733,8 @@ def build_bulletin(
             "narrative_file": str(narrative),
             "results_file": str(results_file),
             "run_id": run_id,
-            "issued_on": started.date().isoformat(),
+            "issued_on": issued_on or "",
+            "doc_number": doc_number or "",
         }
         notebook_out = staging / "bulletin.ipynb"
         with recorder.stage("notebook"):
@@ -616,6 +766,9 @@ def build_bulletin(
             "parameters": {k: v for k, v in parameters.items() if k != "results_file"},
             "data_dir": _display_path(data_path),
             "ingest": ingest_note,
+            "data_coverage": data_coverage,
+            "settings": run_settings.as_dict(),
+            "headline": headline,
             "inputs": {_display_path(f): sha256(f) for f in input_files(data_path, per, ref, narrative)},
             "packages": package_versions(),
             "stages": recorder.as_list(),
@@ -685,14 +838,18 @@ def _quiet_log(log_dir: Path, interactive: bool) -> Iterator[None]:
 def cli_entry(
     city: str,
     period: str,
-    data_dir: Path | None,
-    out_dir: Path | None,
-    extracted_on: str | None,
-    narrative_file: Path | None,
     *,
     ingest: bool,
+    data_dir: Path | None = None,
+    out_dir: Path | None = None,
+    extracted_on: str | None = None,
+    narrative_file: Path | None = None,
     inbox: Path | None = None,
     profile: Path | None = None,
+    issued_on: str | None = None,
+    doc_number: str = "",
+    compare: bool = False,
+    settings_file: Path | None = None,
 ) -> None:
     """What ``haocha bulletin`` and ``haocha run`` do: run, report, and exit non-zero on failure."""
     interactive = sys.stderr.isatty()
@@ -711,13 +868,32 @@ def cli_entry(
                 inbox=inbox,
                 profile=profile,
                 interactive=interactive,
+                progress=True,
+                issued_on=issued_on,
+                doc_number=doc_number,
+                compare=compare,
+                settings_file=settings_file,
             )
     except BulletinFailed as err:
         print(f"错误：{err}", file=sys.stderr)
         sys.exit(1)
-    if interactive:
-        total = result.manifest.get("total_seconds", 0)
+    manifest = result.manifest
+    coverage_note = manifest.get("data_coverage") or {}
+    if coverage_note.get("partial"):
         print(
-            f"通报已生成：{_display_path(result.out_dir)}（{total:.1f} 秒，运行 {result.run_id}）",
+            f"警告：数据仅覆盖 {coverage_note['first_record']} 至 {coverage_note['last_record']}，"
+            "统计期其余时段无数据（通报中已说明）",
             file=sys.stderr,
         )
+    headline = manifest.get("headline") or {}
+    figures = ""
+    if headline:
+        figures = (
+            f"；办件 {headline['total_cases']}，评价 {headline['total_evaluations']}，"
+            f"评价率 {headline['evaluation_rate']}"
+        )
+    print(
+        f"{manifest.get('city_name', '')} {manifest.get('period', '')} 通报已生成：{result.out_dir}"
+        f"（{manifest.get('total_seconds', 0):.1f} 秒，运行 {result.run_id}{figures}）",
+        flush=True,
+    )

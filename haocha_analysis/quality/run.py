@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 
 from haocha_analysis.core import config
+from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, resolve_period
 from haocha_analysis.core.reference import load_city
 from haocha_analysis.core.schemas import DTYPES
-from haocha_analysis.ingest.storage import load_window
+from haocha_analysis.ingest.storage import available_periods, load_window
 from haocha_analysis.quality.outputs import write_outputs
 from haocha_analysis.quality.report import QualityReport, _limit_cn, run_quality
 from haocha_analysis.quality.settings import QualitySettings
@@ -78,7 +79,10 @@ def run_from_folder(
             "或用 --data 指定规范表目录",
         )
     data = load_quality_data(data_path, stat_period)
+    cov = coverage(data, stat_period)
+    require_records(cov, data_path, available_periods(data_path))
     report = run_quality(ref, data, stat_period, settings)
+    report.figures["data_coverage"] = cov.as_dict()
     write_outputs(report, out_path)
     return report
 

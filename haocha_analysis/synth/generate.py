@@ -34,9 +34,9 @@ import yaml
 
 from haocha_analysis.analysis.anomalies.settings import Settings
 from haocha_analysis.core import atomic
-from haocha_analysis.core.config import REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
+from haocha_analysis.core.config import DEFAULT_SCENARIO, REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.core.stats import binomial_tail_bound
 from haocha_analysis.ingest.storage import record_extraction, write_tables
@@ -56,7 +56,7 @@ from haocha_analysis.synth.plan import (
 from haocha_analysis.synth.records import NA, ONSITE, Calendar, generate_records, to_frames
 
 GENERATOR_VERSION = "1.0"
-DEFAULT_SCENARIO = "default"
+
 # Quarter-of-year volume factors: Q1 is low around 春节; Q4 is the year-end peak.
 SEASONALITY = {1: 0.80, 2: 1.00, 3: 1.03, 4: 1.10}
 QUARTERLY_GROWTH = 1.04
@@ -635,18 +635,37 @@ def _stamp(city: str, period: str, scale: float, seed: int, scenario: str, histo
 
 
 def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int = 4) -> Path:
-    """The default synthetic data folder (SYNTHETIC_DIR/city), ``period`` generated if missing or stale.
+    """The built-in demo data folder (SYNTHETIC_DIR/city) holding every quarter ``period`` overlaps.
 
-    Scale 1, seed 0, the default scenario, ``history`` earlier quarters. The folder accumulates
-    periods: asking for another period adds its partitions (and any missing history quarters) and
-    keeps the others, so a scheduled run for a new quarter never wipes an earlier one. A stamp per
-    period (``synth-stamp.json``) records what generated it; nothing is ever downloaded.
+    One dataset per city, always partitioned by calendar quarter: a month, a half-year, a year or a
+    range is served by the quarters it overlaps (cut by date when counted), so asking for
+    ``2023-05``, ``2023H1`` and ``2023Q2`` in any order never adds a second copy of any record.
+    Each quarter asked for is generated as a period of its own (scale 1, seed 0, the default
+    scenario) with ``history`` earlier quarters written only where missing; a stamp per partition
+    (``synth-stamp.json``) records what generated it, and a partition whose generator or inputs
+    changed is generated again. Nothing is ever downloaded.
     """
+    for quarter in resolve_period(period).quarters():
+        _ensure_quarter(city, quarter.label, history)
+    return SYNTHETIC_DIR / city
+
+
+def _same_generation(stamp: dict | None, current: dict) -> bool:
+    """Whether a partition's stamp names the current generator, inputs and settings."""
+    keys = ("generator", "city", "scale", "seed", "scenario", "inputs_sha256")
+    return bool(stamp) and all(stamp.get(k) == current.get(k) for k in keys)
+
+
+def _ensure_quarter(city: str, period: str, history: int) -> None:
     out = SYNTHETIC_DIR / city
     stamp = _stamp(city, period, 1.0, 0, DEFAULT_SCENARIO, history)
     stamps = _read_stamps(out / "synth-stamp.json")
-    if stamps.get(period) == stamp and (out / "cases" / f"period={period}").is_dir():
-        return out
+
+    def present(label: str) -> bool:
+        return _same_generation(stamps.get(label), stamp) and (out / "cases" / f"period={label}").is_dir()
+
+    if present(period) and stamps[period].get("role", "period") == "period":
+        return
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{city}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes 0700
@@ -655,14 +674,13 @@ def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int
         result = generate(ref, period, 1.0, 0, DEFAULT_SCENARIO)
         write(result, tmp, period)
         del result
-        labels = [period]
+        written = {period: {**stamp, "role": "period"}}
         for label, tables in iter_history(ref, period, history, 1.0, 0, DEFAULT_SCENARIO):
-            # A quarter that is itself a generated default period (its own stamp) is kept as it is.
-            if label not in stamps or not (out / "cases" / f"period={label}").is_dir():
+            if not present(label):  # a quarter already generated (as a period or history) is kept
                 write_history({label: tables}, tmp)
-                labels.append(label)
+                written[label] = {**stamp, "period": label, "role": f"history of {period}"}
             del tables
-        for label in labels:
+        for label in written:
             for table in ("cases", "evaluations", "rectifications"):
                 source = tmp / table / f"period={label}"
                 if not source.is_dir():
@@ -673,15 +691,13 @@ def ensure_default_data(city: str = "zibo", period: str = "2023Q2", history: int
                     shutil.rmtree(target)
                 os.replace(source, target)
             record_extraction(out, label, synthetic_extraction_date(label))
-            stamps.pop(label, None)  # a history quarter rewritten is no longer a stamped period
         os.replace(tmp / "truth.json", out / f"truth-{period}.json")
         shutil.copyfile(out / f"truth-{period}.json", out / "truth.json")
-        stamps[period] = stamp
+        stamps.update(written)
         atomic.write_json(out / "synth-stamp.json", stamps)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def _read_stamps(path: Path) -> dict[str, dict]:

@@ -19,6 +19,7 @@ from haocha_analysis.analysis.annexes import (
     annex4_towns_villages,
     annex5_public_services,
     build_tables,
+    comparison_sentence,
     format_change,
     format_rate,
     matters_catalogued,
@@ -408,6 +409,10 @@ def test_compare_adds_period_over_period_columns(qinghe):
     assert a1["评价数环比"].tolist() == ["+100%", "/"]  # 4 vs 2; 西山县 had none
     assert "合计环比" in result.annexes["annex3_district_departments"].columns
     assert result.headline["comparisons"]["环比"]["period"] == "2023Q1"
+    # 9 cases and 9 evaluations against 2 and 2; no valid 差评 before.
+    assert comparison_sentence(result.headline) == (
+        "与上期（2023年第一季度）相比，汇聚办件数据增长350%，评价数据增长350%，有效差评无可比基数，评价率持平。"
+    )
     default = build_tables(qinghe, data, Q2, extracted_on=EXTRACTED)
     assert "评价数环比" not in default.annexes["annex1_districts"].columns  # off by default
 

@@ -307,6 +307,7 @@ def test_notebook_parameters_are_typed():
         "results_file": "",
         "run_id": "",
         "issued_on": "",
+        "doc_number": "",
     }
     assert set(params) == set(expected)
     for name, default in expected.items():

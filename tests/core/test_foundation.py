@@ -278,3 +278,16 @@ def test_import_layers_contract_holds():
     result = subprocess.run([str(lint)], cwd=PROJ_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 kept, 0 broken" in result.stdout
+
+
+def test_overlapping_partitions_are_refused(tmp_path):
+    cases = coerce(
+        pd.DataFrame({"case_id": ["c1"], "unit_id": ["u1"], "finished_at": ["2023-05-02 10:00"]}), "cases"
+    )
+    write_tables({"cases": cases}, tmp_path, "2023Q2")
+    write_tables({"cases": cases}, tmp_path, "2023-05")  # the same records again, as a month
+    with pytest.raises(HaochaInputError, match="重叠") as err:
+        load_tables(tmp_path, parse_period("2023Q2"), tables=("cases",))
+    assert "period=2023Q2" in err.value.message() and "make clean-data" in err.value.message()
+    # A period that touches only one of them reads it.
+    assert len(load_tables(tmp_path, parse_period("2023-04"), tables=("cases",))["cases"]) == 1

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_render import parse_annexes
 
 from haocha_analysis.bulletin import render
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.ingest.storage import write_tables
 from haocha_analysis.pipeline import run as pipeline
+from tests.bulletin.test_render import parse_annexes
 
 SMALL_SCALE = 0.02  # 0.01 hits a synth bug (read-only array in synth_plan.mark_low_active)
 
@@ -263,5 +263,98 @@ def test_run_ingests_when_the_period_is_missing(qinghe, tmp_path):
     assert manifest["ingest"].startswith("已导入 3 个文件")
     assert manifest["stages"][0]["name"] == "ingest"
     assert (data_dir / "cases" / "period=2023Q2").is_dir()
-    assert run.output == ""  # not a terminal: quiet
+    # Not a terminal: plain lines, one per stage, then where it wrote (no terminal marks).
+    assert "执行通报 notebook：" in run.output and f"通报已生成：{out}" in run.output
+    assert "✓" not in run.output and "…" not in run.output
     assert "运行" in (out.parent / "logs" / "haocha.log").read_text(encoding="utf-8")
+
+
+def test_empty_partial_and_latest_periods(qinghe, tmp_path):
+    """An empty period exits 2; a partial one warns and says so; latest follows the data."""
+    from haocha_analysis.cli import cli
+
+    quarter = qinghe_quarter(qinghe.units)
+    early = quarter["cases"]["finished_at"] < pd.Timestamp("2023-05-20")
+    kept_cases = quarter["cases"][early]
+    partial = {
+        "cases": kept_cases,
+        "evaluations": quarter["evaluations"][quarter["evaluations"]["case_id"].isin(kept_cases["case_id"])],
+        "rectifications": quarter["rectifications"].iloc[:0],
+    }
+    data_dir = tmp_path / "data"
+    write_tables(partial, data_dir, "2023Q2")
+    city = ["--city", str(qinghe.path), "--data", str(data_dir)]
+
+    empty = CliRunner().invoke(cli, ["bulletin", *city, "--period", "2023Q3", "--out", str(tmp_path / "q3")])
+    assert empty.exit_code == 2, empty.output
+    assert "没有任何办件或评价记录" in empty.output and "2023Q2" in empty.output
+    assert not (tmp_path / "q3").exists()
+    for verb in ("tables", "quality", "anomalies"):
+        run = CliRunner().invoke(cli, [verb, *city, "--period", "2023Q3", "--out", str(tmp_path / verb)])
+        assert run.exit_code == 2 and "没有任何办件或评价记录" in run.output, (verb, run.output)
+
+    out = tmp_path / "latest"
+    run = CliRunner().invoke(cli, ["bulletin", *city, "--period", "latest", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["period"] == "2023Q2"  # the data's last quarter, not today's
+    assert manifest["data_coverage"]["partial"] and manifest["data_coverage"]["last_record"] < "2023-05-20"
+    html = (out / "bulletin.html").read_text(encoding="utf-8")
+    assert "本期数据仅覆盖2023年4月" in html and "以上数字仅反映已覆盖时段" in html
+    headline = json.loads((out / "headline.json").read_text(encoding="utf-8"))
+    assert headline["data_coverage"] == manifest["data_coverage"]
+
+
+def test_compare_settings_issue_date_and_doc_number(qinghe, tmp_path):
+    """--compare writes 环比 columns and a sentence; --settings changes a threshold; 成文日期 and 文号."""
+    from haocha_analysis.cli import cli
+
+    data_dir = tmp_path / "data"
+    quarter = qinghe_quarter(qinghe.units)
+    write_tables(quarter, data_dir, "2023Q2")
+    earlier = qinghe_quarter(qinghe.units, seed=8)
+    months = pd.DateOffset(months=3)
+    for table, column in (
+        ("cases", "finished_at"),
+        ("cases", "reported_at"),
+        ("evaluations", "evaluated_at"),
+    ):
+        earlier[table][column] = earlier[table][column] - months
+    earlier["evaluations"]["reported_at"] = earlier["evaluations"]["evaluated_at"]
+    for table, key in (("cases", "case_id"), ("evaluations", "eval_id")):
+        earlier[table][key] = "Q1" + earlier[table][key]
+    earlier["evaluations"]["case_id"] = "Q1" + earlier["evaluations"]["case_id"]
+    earlier["rectifications"]["eval_id"] = "Q1" + earlier["rectifications"]["eval_id"]
+    write_tables(earlier, data_dir, "2023Q1")
+    settings = tmp_path / "settings.yml"
+    settings.write_text("quality:\n  report_delay_limit: 1分钟\n  worst_units_top: 3\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["bulletin", "--city", str(qinghe.path), "--period", "2023Q2", "--data", str(data_dir)]
+    run = CliRunner().invoke(
+        cli,
+        [
+            *args,
+            *("--out", str(out), "--compare", "--settings", str(settings)),
+            *("--extracted-on", "2023-07-04", "--doc-number", "青审批字〔2023〕12号"),
+        ],
+    )
+    assert run.exit_code == 0, run.output
+    assert f"通报已生成：{out}" in run.output  # the summary is printed even off a terminal
+    annex1 = pd.read_csv(out / "annex1_districts.csv", dtype=str, encoding="utf-8-sig")
+    assert "评价数环比" in annex1.columns and "评价数同比" not in annex1.columns  # no 2022Q2 data
+    html = (out / "bulletin.html").read_text(encoding="utf-8")
+    assert "与上期（2023年第一季度）相比，汇聚办件数据" in html
+    assert "青审批字〔2023〕12号" in html
+    assert "2023年7月11日" in html  # 2023-07-04 plus 5 working days (city default lag)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["quality"]["report_delay_limit"] == "0:01:00"
+    assert manifest["settings"]["file"] == str(settings)
+    figures = json.loads((out / "quality" / "quality_figures.json").read_text(encoding="utf-8"))
+    assert figures["late_reports"]["cases"] > 0  # cases are reported 2 minutes after: late at 1 minute
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("quality:\n  report_delay_limt: 60\n", encoding="utf-8")
+    run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o2"), "--settings", str(bad)])
+    assert run.exit_code == 2 and "report_delay_limit" in run.output and not (tmp_path / "o2").exists()
+    run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o3"), "--issued-on", "2023-13-01"])
+    assert run.exit_code == 2 and "成文日期" in run.output

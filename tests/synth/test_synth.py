@@ -557,11 +557,45 @@ def test_ensure_default_data_regenerates_only_when_stale(monkeypatch, tmp_path):
     synth.ensure_default_data("zibo", "2023Q3", history=2)
     assert len(calls) == 3
     assert (path / "cases" / "period=2023Q2" / "part-0.parquet").read_bytes() == before
-    assert sorted(json.loads((path / "synth-stamp.json").read_text(encoding="utf-8"))) == ["2023Q2", "2023Q3"]
+    written = json.loads((path / "synth-stamp.json").read_text(encoding="utf-8"))
+    assert {k for k, v in written.items() if v["role"] == "period"} == {"2023Q2", "2023Q3"}
     assert (path / "truth-2023Q2.json").exists() and (path / "truth-2023Q3.json").exists()
     assert (path / "cases" / "period=2023Q3").is_dir()
     synth.ensure_default_data("zibo", "2023Q2", history=2)
     assert len(calls) == 3  # both fresh
+
+
+def test_demo_data_never_holds_two_copies_of_a_record(monkeypatch, tmp_path):
+    """Months, halves and years are served by the quarters they overlap, each quarter once."""
+    monkeypatch.setattr(synth, "SYNTHETIC_DIR", tmp_path)
+    real_generate, real_history = synth.generate, synth.iter_history
+    calls = []
+
+    def small_generate(ref, period, scale, seed, scenario):
+        calls.append(period)
+        return real_generate(ref, period, 0.01, seed, scenario)
+
+    monkeypatch.setattr(synth, "generate", small_generate)
+    monkeypatch.setattr(
+        synth,
+        "iter_history",
+        lambda ref, period, q, scale, seed, sc: real_history(ref, period, q, 0.01, seed, sc),
+    )
+    path = synth.ensure_default_data("zibo", "2023Q2", history=1)
+    q2 = (path / "evaluations" / "period=2023Q2" / "part-0.parquet").read_bytes()
+    for asked in ("2023-05", "2023H1", "2023Q2", "2023-04-10..2023-05-20"):
+        synth.ensure_default_data("zibo", asked, history=1)
+    assert calls == ["2023Q2", "2023Q1"]  # 2023Q1 was only history: asked for by 2023H1, made a period
+    assert sorted(p.name for p in (path / "cases").iterdir()) == [
+        "period=2022Q4",
+        "period=2023Q1",
+        "period=2023Q2",
+    ]
+    assert (path / "evaluations" / "period=2023Q2" / "part-0.parquet").read_bytes() == q2
+    ids = load_tables(
+        path, parse_period("2023H1"), tables=("evaluations",), columns={"evaluations": ["eval_id"]}
+    )
+    assert ids["evaluations"]["eval_id"].is_unique
 
 
 def test_matters_catalogue(zibo):
