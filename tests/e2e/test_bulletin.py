@@ -358,3 +358,12 @@ def test_compare_settings_issue_date_and_doc_number(qinghe, tmp_path):
     assert run.exit_code == 2 and "report_delay_limit" in run.output and not (tmp_path / "o2").exists()
     run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o3"), "--issued-on", "2023-13-01"])
     assert run.exit_code == 2 and "成文日期" in run.output
+
+
+def test_the_three_charts_share_one_page(zibo_run):
+    from pypdf import PdfReader
+
+    result, _data_dir, _ref = zibo_run
+    pages = [page.extract_text() for page in PdfReader(result.out_dir / "bulletin.pdf").pages]
+    chart_pages = [i for i, text in enumerate(pages) for n in "123" if f"图{n}" in text]
+    assert len(set(chart_pages)) == 1, chart_pages  # no chart left alone on a mostly empty page
