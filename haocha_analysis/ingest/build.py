@@ -86,18 +86,18 @@ def _dedupe(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
     conflict = remaining.duplicated(key, keep=False)
     if conflict.any():
         clash = remaining[conflict].sort_values([key, "_file", "_row"])
-        first_key = clash[key].iloc[0]
-        one = clash[clash[key] == first_key]
+        one = clash[clash[key] == clash[key].iloc[0]]
         differing = [c for c in content if one[c].astype("str").nunique(dropna=False) > 1]
         where = "；".join(
             f"{ledger.name(int(f))} 第 {int(r)} 行" for f, r in one[["_file", "_row"]].to_numpy()[:5]
         )
+        first_file = int(clash["_file"].iloc[0])
         raise HaochaInputError(
-            f"{TABLE_LABELS[table]}中 {key} 重复且内容不同（共 {clash[key].nunique()} 个编号），"
-            f"例如“{first_key}”：{where}；不同的列：{'、'.join(differing)}",
-            file=ledger.name(int(clash["_file"].iloc[0])),
-            column=key,
-            rows=clash["_row"].astype(int).tolist(),
+            f"{TABLE_LABELS[table]}中编号重复且内容不同（共 {clash[key].nunique()} 个编号），"
+            f"例如同一编号出现在：{where}；不同的列：{'、'.join(differing)}",
+            file=ledger.name(first_file),
+            column=ledger.source_column(first_file, table, key),
+            rows=clash.loc[clash["_file"] == first_file, "_row"].astype(int).tolist(),
             fix="核对这些记录，保留正确的一条后重新导入；完全相同的重复行会被自动去除并计数",
         )
     drop_mask = np.zeros(len(frame), dtype=bool)
@@ -168,11 +168,17 @@ def _validate(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
             cases.loc[cases["column"] == first.get("column"), "index"], errors="coerce"
         ).dropna()
         index = index.astype(int).tolist()
-        file = ledger.name(int(canonical.loc[index[0], "_file"])) if index else None
-        rows = canonical.loc[index, "_row"].astype(int).tolist() if index else None
+        file_no = int(canonical.loc[index[0], "_file"]) if index else None
+        file = ledger.name(file_no) if index else None
+        rows = (
+            canonical.loc[index][canonical.loc[index, "_file"] == file_no]["_row"].astype(int).tolist()
+            if index
+            else None
+        )
+        if index and column:
+            column = ledger.source_column(file_no, table, column)
         raise HaochaInputError(
-            f"{TABLE_LABELS[table]}未通过规范校验：检查 {first.get('check')} 失败，"
-            f"例如值“{first.get('failure_case')}”",
+            f"{TABLE_LABELS[table]}未通过规范校验：检查 {first.get('check')} 失败",
             file=file,
             column=column or None,
             rows=rows,
@@ -185,6 +191,7 @@ def _file_log(ledger: _Ledger, file: int, tables: dict[str, pd.DataFrame]) -> di
     source = ledger.files[file]
     entry: dict[str, Any] = {
         "file": str(source.path),
+        **({"sheet": source.sheet} if source.sheet is not None else {}),
         "rows_read": len(source.frame),
         **{k: v for k, v in ledger.info[file].items() if k != "tables"},
         "tables": {},
@@ -256,8 +263,8 @@ def build_tables(
     ledger = _Ledger()
     known = profile.known_headers()
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
-    for file, path in enumerate(files):
-        source = read_source(Path(path), profile, known)
+    sources = [source for path in files for source in read_source(Path(path), profile, known)]
+    for file, source in enumerate(sources):
         held, plan, extras, absent = _plan_file(source, profile)
         ledger.files.append(source)
         ledger.info.append(
@@ -265,6 +272,10 @@ def build_tables(
                 "file_type": source.file_type,
                 "encoding": source.encoding,
                 "header_row": source.header_row,
+                "blank_rows_skipped": source.blank_rows,
+                "null_markers": source.null_markers,
+                "empty_untitled_columns_dropped": source.dropped_columns,
+                **({"sheets_skipped": source.sheets_skipped} if source.sheets_skipped else {}),
                 "tables": held,
                 "columns": plan,
                 "extra_columns": extras,

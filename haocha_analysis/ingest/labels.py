@@ -8,6 +8,8 @@ TABLE_KEYS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "e
 TABLE_LABELS = {"cases": "办件表", "evaluations": "评价表", "rectifications": "差评整改表"}
 # Columns a flat export shares between its tables: they alone do not make a row hold a record.
 SHARED_KEYS = ("case_id", "unit_id", "unit_name")
+# Key columns: normalised (NFKC, trimmed) the same way everywhere, never scrubbed (they link records).
+KEY_COLUMNS = ("case_id", "eval_id", "unit_id", "matter_code", "region_code")
 # Free-text columns scrubbed of identity/phone numbers (keys and code columns are not free text).
 FREE_TEXT = {
     "cases": ("matter_name", "source_system"),
