@@ -109,7 +109,7 @@ def _missing_column_error(
     column = "unit_name" if missing[0] == "unit" else missing[0]
     return HaochaInputError(
         f"{TABLE_LABELS[table]}缺少必需的列：{'；'.join(names)}",
-        file=str(source.path),
+        file=source.name,
         column=column,
         rows=[source.header_row] if source.header_row else None,
         fix=f"在导出中加入该列，或在 profile（{profile.name}）的 columns.{table}.{column} 写明导出中的列名；"
@@ -214,7 +214,7 @@ class _TableBuilder:
     def _error(self, problem: str, canon: str, rows: np.ndarray, fix: str) -> HaochaInputError:
         return HaochaInputError(
             problem,
-            file=str(self.source.path),
+            file=self.source.name,
             column=self._col(canon),
             rows=_first_rows(np.asarray(rows)),
             fix=fix,

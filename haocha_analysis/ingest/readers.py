@@ -48,6 +48,11 @@ AUTO_ENCODINGS = ("utf-8", "gb18030")
 # One CSV record (with its quoted line breaks) may be at most this long: pyarrow parses in blocks of
 # this size, and a longer record is not an export anyone typed (a broken quote, or a pasted file).
 MAX_RECORD_BYTES = 16 << 20
+# One field may be at most this long: a comment typed by a person is a few KB; a longer field is a
+# quote left open or a pasted file, refused with its row rather than carried into every output.
+MAX_FIELD_BYTES = 1 << 20
+# Numbers from 10^15 up are beyond Excel's 15 significant digits.
+EXCEL_EXACT_LIMIT = 1e15
 _DECODE_CHUNK = 1 << 22
 _HEADER_SAMPLE = 1 << 16
 # Compressed files are recognised by their first bytes, whatever their name.
@@ -282,7 +287,7 @@ def _scan_records(path: Path, encoding: str, skip: int, width: int) -> dict[str,
     """
     found: dict[str, Any] = {"ragged": [], "oversized": None, "open_quote": None}
     limit = csv.field_size_limit()
-    csv.field_size_limit(MAX_RECORD_BYTES)
+    csv.field_size_limit(MAX_RECORD_BYTES // 4)  # characters of up to 4 bytes
     try:
         with path.open(encoding=encoding, newline="") as fh:
             reader = csv.reader(fh, strict=True)
@@ -312,6 +317,10 @@ def _embedded_breaks(table: pa.Table) -> np.ndarray:
         n = pc.subtract(pc.add(lf, cr), crlf).to_numpy(zero_copy_only=False)
         total += np.nan_to_num(n.astype("float64"), nan=0).astype(np.int64)
     return total
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 else f"{n >> 10} KB"
 
 
 def _csv_error(path: Path, problem: str, rows: list[int] | None, fix: str) -> HaochaInputError:
@@ -365,7 +374,7 @@ def read_csv(path: Path, profile: Profile, known: set[str]) -> SourceFile:
         if found["oversized"] or "straddling" in str(err):
             raise _csv_error(
                 path,
-                f"有一行或一个字段超过 {MAX_RECORD_BYTES >> 20} MB，不是正常的导出记录",
+                f"有一行或一个字段超过 {_size(MAX_RECORD_BYTES)}，不是正常的导出记录",
                 [found["oversized"]] if found["oversized"] else None,
                 "检查该处的引号是否成对（未闭合的引号会把后面的整个文件读成一个字段），或删去过长的内容",
             ) from None
@@ -388,6 +397,17 @@ def read_csv(path: Path, profile: Profile, known: set[str]) -> SourceFile:
     breaks = _embedded_breaks(table)
     starts = np.arange(table.num_rows, dtype=np.int64) + skip + 2
     starts[1:] += np.cumsum(breaks)[:-1]
+    for i, column in enumerate(table.columns):
+        lengths = pc.binary_length(column).to_numpy(zero_copy_only=False)
+        too_long = np.nan_to_num(lengths.astype("float64"), nan=0) > MAX_FIELD_BYTES
+        if too_long.any():
+            raise HaochaInputError(
+                f"字段超过 {_size(MAX_FIELD_BYTES)}，不是正常的导出内容",
+                file=str(path),
+                column=_column_names(header)[i],
+                rows=starts[too_long].tolist(),
+                fix="检查该处的引号是否成对（未闭合的引号会把后面的内容读成一个字段），或删去过长的内容",
+            )
     frame = table.to_pandas()
     frame.columns = _column_names(header)
     source = SourceFile(path, frame, starts, "csv", encoding, skip + 1)
@@ -414,8 +434,10 @@ def _cell_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        if not np.isfinite(value):
-            return repr(value)
+        if not np.isfinite(value) or abs(value) >= EXCEL_EXACT_LIMIT:
+            # Excel keeps 15 significant digits: a longer number (an id typed as a number) has lost
+            # its last digits, so it is shown the way Excel shows it, and a key check refuses it.
+            return f"{value:.6G}" if np.isfinite(value) else repr(value)
         return str(int(value)) if value.is_integer() else repr(value)
     text = str(value)
     return text if text.strip() != "" else None
