@@ -39,7 +39,7 @@ from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.core.schemas import DTYPES, TABLES, coerce, validate
-from haocha_analysis.ingest.labels import LOG_NAME, TABLE_KEYS, TABLE_LABELS
+from haocha_analysis.ingest.labels import LINKAGE_WARN_SHARE, LOG_NAME, TABLE_KEYS, TABLE_LABELS
 from haocha_analysis.ingest.ledger import _Entry, _Ledger
 from haocha_analysis.ingest.mapping import _plan_file, _TableBuilder
 from haocha_analysis.ingest.profiles import (
@@ -153,6 +153,38 @@ def _apply_period(
     ledger.add_by_file(ledger.excluded, rect, ~in_rect, "rectifications", "所核实的评价不在统计期内")
     out["rectifications"] = rect[in_rect].reset_index(drop=True)
     return out
+
+
+def _linkage(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> tuple[dict[str, Any], list[str]]:
+    """Count the kept evaluations whose case_id names no case of this ingest; warn above a share.
+
+    Only meaningful when the ingest holds cases: an evaluation of a case stored in an earlier period
+    links when the tables are loaded (the loading window), so it is counted here, not dropped.
+    """
+    cases, evaluations = tables["cases"], tables["evaluations"]
+    if not len(cases) or not len(evaluations) or "case_id" not in evaluations:
+        return {}, []
+    named = evaluations["case_id"].notna().to_numpy(dtype=bool)
+    unlinked = named & ~isin(evaluations["case_id"], cases["case_id"])
+    share = float(unlinked.sum() / named.sum()) if named.any() else 0.0
+    by_file = [
+        {"file": ledger.name(int(f)), "count": len(rows), "rows": _first_rows(np.sort(rows.to_numpy()))}
+        for f, rows in evaluations.loc[unlinked, ["_file", "_row"]].groupby("_file")["_row"]
+    ]
+    entry = {
+        "evaluations_naming_a_case": int(named.sum()),
+        "case_not_in_this_ingest": int(unlinked.sum()),
+        "share": round(share, 4),
+        "by_file": by_file,
+    }
+    warnings = []
+    if share > LINKAGE_WARN_SHARE:
+        warnings.append(
+            f"警告：{share:.1%} 的评价（{int(unlinked.sum())} 条）所评办件不在本次导入的办件中"
+            f"（阈值 {LINKAGE_WARN_SHARE:.0%}）。检查办件编号的写法是否与办件表一致，或是否漏传了办件文件；"
+            "行号见 ingest_log.json 的 linkage"
+        )
+    return entry, warnings
 
 
 def _validate(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
@@ -308,6 +340,7 @@ def build_tables(
             fix="检查 --period 是否与导出数据的时间范围一致，以及时间列是否映射正确",
         )
     tables = {t: _validate(f, t, ledger) for t, f in tables.items()}
+    linkage, warnings = _linkage(tables, ledger)
     log = {
         "city": ref.key,
         "period": period.label,
@@ -317,6 +350,8 @@ def build_tables(
         "records = kept + duplicates_dropped + rejected + excluded_by_period",
         "files": [_file_log(ledger, i, tables) for i in range(len(ledger.files))],
         "totals": {},
+        "linkage": linkage,
+        "warnings": warnings,
     }
     for table in TABLES:
         per_file = [f["tables"][table] for f in log["files"] if table in f["tables"]]

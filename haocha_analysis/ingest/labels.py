@@ -25,6 +25,9 @@ LOG_MAX_ROWS = 20
 # 评价次数 is stored as int8; a larger value is not a count of evaluations of one case.
 MAX_ATTEMPT = 127
 LOG_NAME = "ingest_log.json"
+# Above this share of evaluations whose case is not among the ingested cases, ingest warns in the
+# terminal (a mis-written case number, or a cases file left out, silently lowers 评价数).
+LINKAGE_WARN_SHARE = 0.05
 
 ATTEMPT_LABELS = {"首次评价": 1, "首评": 1, "初评": 1, "追评": 2, "追加评价": 2, "二次评价": 2}
 ACTIVE_LABELS = {

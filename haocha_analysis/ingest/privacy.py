@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 # Separators people type inside a number: spaces, dashes, dots, slashes (full-width ones are folded
-# to these first). At most one between two digits.
-_SEP = r"[ \t\-–—./_·]?"
+# to these first). Up to three between two digits ("370303 - 19900101").
+_SEP = r"[ \t\-–—./_·]{0,3}"
 _D = "[0-9]"
 
 
@@ -32,7 +32,14 @@ def _spaced(*parts: str) -> str:
 _ID18 = _spaced(*[_D] * 17, "[0-9Xx]")
 # 15-digit identity number (issued before 1999): region (6), YYMMDD, sequence (3); the date must be
 # a date, so other 15-digit numbers in text are left alone.
-_ID15 = _spaced(*[_D] * 6, _D, _D, "(?:0[1-9]|1[0-2])", "(?:0[1-9]|[12][0-9]|3[01])", *[_D] * 3)
+_ID15 = _spaced(
+    *[_D] * 6,
+    _D,
+    _D,
+    f"(?:0{_SEP}[1-9]|1{_SEP}[0-2])",
+    f"(?:0{_SEP}[1-9]|[12]{_SEP}[0-9]|3{_SEP}[01])",
+    *[_D] * 3,
+)
 # A digit right before or after makes it part of a longer number; a separated digit does not (a
 # masked neighbour costs nothing, a leaked number does).
 _BEFORE = r"(?<![0-9])"
@@ -59,9 +66,9 @@ _DIGIT_FOLD = str.maketrans(
         "\u2011": "-",
     }
 )
-# A cell can hold a number only when it has 11 digits (of any width) with at most one separator
-# between two of them: a fast pre-filter (Arrow's RE2) before the exact patterns above.
-_CANDIDATE = r"[0-9０-９](?:[^0-9０-９]?[0-9０-９]){10}"
+# A cell can hold a number only when it has 11 digits (of any width) with at most three other
+# characters between two of them: a fast pre-filter (Arrow's RE2) before the exact patterns above.
+_CANDIDATE = r"[0-9０-９](?:[^0-9０-９]{0,3}[0-9０-９]){10}"
 # A value that already is a key (lower-case hex, 16-64 characters as the canonical schema allows) is
 # kept, so canonical files round-trip; an all-digit value could be an identity number and is hashed.
 _HASHED = re.compile(r"^(?=[0-9a-f]*[a-f])[0-9a-f]{16,64}$")

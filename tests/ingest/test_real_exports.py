@@ -466,3 +466,25 @@ def test_ingest_log_is_json_and_accounts_for_every_row(tmp_path, qinghe):
     assert entry["rows_read"] == 3 and entry["blank_rows_skipped"] == 2
     t = entry["tables"]["evaluations"]
     assert t["records"] == t["kept"] == 3
+
+
+# --- What must hold: a linkage drop is counted and, above a threshold, a warning ---------------------
+
+
+def test_unlinked_evaluations_are_counted_and_warned(tmp_path):
+    cases = write(tmp_path / "cases.csv", [CASE_HEADER, "C1,东湖区人社局,2023-04-03 09:00:00"])
+    evals = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])  # E2 names C2: not ingested
+    out = tmp_path / "out"
+    result = run_ingest(bare_profile(tmp_path), [cases, evals], out)
+    assert result.exit_code == 0, result.output
+    assert "警告：50.0% 的评价（1 条）所评办件不在本次导入的办件中" in result.output
+    log = json.loads((out / "ingest_log.json").read_text(encoding="utf-8"))
+    assert log["linkage"]["evaluations_naming_a_case"] == 2
+    assert log["linkage"]["case_not_in_this_ingest"] == 1
+    assert log["linkage"]["by_file"] == [{"file": str(evals), "count": 1, "rows": [3]}]
+    cases = write(
+        tmp_path / "cases.csv",
+        [CASE_HEADER, "C1,东湖区人社局,2023-04-03 09:00:00", "C2,西山县公安局,2023-04-04 09:00:00"],
+    )
+    result = run_ingest(bare_profile(tmp_path), [cases, evals], tmp_path / "out2")
+    assert result.exit_code == 0 and "警告" not in result.output
