@@ -403,7 +403,9 @@ def parse_profile(data: dict, path: Path | None = None) -> Profile:
     sheets = data.get("sheets", data.get("sheet"))
     prof.sheets = _as_list(sheets) if sheets not in (None, [], "") else None
     if "null_values" in data:
-        prof.null_values = _as_list(data["null_values"] or [])
+        # YAML reads an unquoted NULL / null / ~ as "no value": the user meant the marker text.
+        markers = data["null_values"] if isinstance(data["null_values"], list) else [data["null_values"]]
+        prof.null_values = ["null" if v is None else str(v) for v in markers]
     aliases = data.get("aliases")
     aliases = "builtin" if aliases is None else aliases
     if aliases not in ("builtin", "none", True, False):
