@@ -32,6 +32,12 @@ def profile(tmp_path: Path, text: str, name: str = "p.yml") -> Path:
     return path
 
 
+def refused(tmp_path: Path, files: list[Path], *fragments: str, rows: bool = True) -> str:
+    """Ingest with the bare profile must be refused: exit 2, these fragments, no output."""
+    out = tmp_path / "out"
+    return assert_input_error(run_ingest(bare_profile(tmp_path), files, out), out, *fragments, rows=rows)
+
+
 def accounting(log: dict, table: str = "evaluations", file: int = 0) -> dict:
     return log["files"][file]["tables"][table]
 
@@ -99,10 +105,7 @@ def test_excel_scientific_ids_are_refused_as_such(tmp_path):
     f = write(
         tmp_path / "evals.csv", [EVAL_HEADER, "E1,1.64479E+18,东湖区人社局,PC端,满意,2023-04-03 10:00:00"]
     )
-    out = tmp_path / "out"
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out), out, "科学计数法", "列：办件编号", "行号（前10个）：2"
-    )
+    msg = refused(tmp_path, [f], "科学计数法", "列：办件编号", "行号（前10个）：2")
     assert "1.64479E+18" not in msg  # the shape, never the value
 
 
@@ -194,8 +197,7 @@ def test_excel_mangled_numbers_in_a_workbook_are_not_silently_rounded(tmp_path):
     row = [*_cells(EVAL_ROWS[0])]
     row[1] = 1.64479e18  # a case number Excel stored as a number
     book = _workbook(tmp_path / "evals.xlsx", {"评价": [_cells(EVAL_HEADER), row]})
-    out = tmp_path / "out"
-    assert_input_error(run_ingest(bare_profile(tmp_path), [book], out), out, "科学计数法", "列：办件编号")
+    refused(tmp_path, [book], "科学计数法", "列：办件编号")
 
 
 # --- 12.4 quoted line breaks, blank lines, ragged rows, oversized fields ---------------------------
@@ -210,10 +212,7 @@ def test_quoted_line_breaks_keep_row_numbers_and_are_never_printed(tmp_path, qin
         'E3,,东湖区湖滨街道便民服务中心,短信,满意,2023-06-31 14:20:00,"a\nb\nc"',  # bad date: line 6
     ]
     f = write(tmp_path / "evals.csv", lines)
-    out = tmp_path / "out"
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out), out, "列：评价时间", "行号（前10个）：6"
-    )
+    msg = refused(tmp_path, [f], "列：评价时间", "行号（前10个）：6")
     assert "13912345678" not in msg and "第二行" not in msg
     write(tmp_path / "evals.csv", [*lines[:-1], lines[-1].replace("06-31", "06-30")])
     tables, log = build_tables(bare_profile(tmp_path), [f], qinghe, "2023Q2")
@@ -242,10 +241,7 @@ def test_quoted_line_breaks_across_read_blocks(tmp_path, qinghe, monkeypatch):
 def test_ragged_rows_are_reported_with_their_line(tmp_path):
     lines = [EVAL_HEADER, EVAL_ROWS[0], "", 'E2,C2,"西山县\n公安局",电话', EVAL_ROWS[2] + ",13912345678"]
     f = write(tmp_path / "evals.csv", lines)
-    out = tmp_path / "out"
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out), out, "evals.csv", "列数", "行号（前10个）：4, 6", "逗号"
-    )
+    msg = refused(tmp_path, [f], "evals.csv", "列数", "行号（前10个）：4, 6", "逗号")
     assert "13912345678" not in msg and "西山县" not in msg
 
 
@@ -258,10 +254,9 @@ def test_an_oversized_field_is_a_clear_error(tmp_path, monkeypatch):
     f.write_text(
         "\n".join([EVAL_HEADER + ",文字评价", EVAL_ROWS[0] + ",好", EVAL_ROWS[1] + f',"{big}"']) + "\n"
     )
-    out = tmp_path / "out"
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out),
-        out,
+    msg = refused(
+        tmp_path,
+        [f],
         "evals.csv",
         "超过 64 KB",
         "列：文字评价",
@@ -270,9 +265,7 @@ def test_an_oversized_field_is_a_clear_error(tmp_path, monkeypatch):
     assert "straddl" not in msg and big[:10] not in msg
     # a record longer than a read block (pyarrow's "straddling object") is the same kind of message
     monkeypatch.setattr(readers, "MAX_RECORD_BYTES", 1 << 14)
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out), out, "evals.csv", "超过", rows=False
-    )
+    msg = refused(tmp_path, [f], "evals.csv", "超过", rows=False)
     assert "straddl" not in msg and big[:10] not in msg
 
 
@@ -328,8 +321,7 @@ def test_a_profile_switches_off_or_replaces_built_in_aliases(tmp_path, qinghe):
     header = EVAL_HEADER + ",部门编码"
     rows = [r + ",91370300MA3C000001" for r in EVAL_ROWS]  # 统一社会信用代码, not a unit_id
     f = write(tmp_path / "evals.csv", [header, *rows])
-    out = tmp_path / "out"
-    assert_input_error(run_ingest(bare_profile(tmp_path), [f], out), out, "列：部门编码")
+    refused(tmp_path, [f], "列：部门编码")
     off = profile(tmp_path, "name: p\ncolumns:\n  evaluations:\n    unit_id: null\n")
     tables, log = build_tables(off, [f], qinghe, "2023Q2")
     assert tables["evaluations"]["unit_id"].tolist() == ["qh-d1-k1", "qh-d2-k2", "qh-d1-t1"]
@@ -351,10 +343,7 @@ def test_a_profile_switches_off_or_replaces_built_in_aliases(tmp_path, qinghe):
 def test_duplicate_keys_across_files_name_each_file_and_the_export_header(tmp_path):
     a = write(tmp_path / "a.csv", [EVAL_HEADER, *EVAL_ROWS])
     b = write(tmp_path / "b.csv", [EVAL_HEADER, EVAL_ROWS[2], EVAL_ROWS[1].replace("不满意", "满意")])
-    out = tmp_path / "out"
-    msg = assert_input_error(
-        run_ingest(bare_profile(tmp_path), [a, b], out), out, "a.csv 第 3 行", "b.csv 第 3 行", "列：评价编号"
-    )
+    msg = refused(tmp_path, [a, b], "a.csv 第 3 行", "b.csv 第 3 行", "列：评价编号")
     assert "行号（前10个）：3\n" in msg  # the rows of the named file only
 
 
@@ -452,8 +441,7 @@ def test_utf8_declared_gb18030_is_refused_not_mojibake(tmp_path, qinghe):
 def test_blank_lines_do_not_shift_reported_rows(tmp_path):
     lines = [EVAL_HEADER, "", EVAL_ROWS[0], "", "", EVAL_ROWS[1].replace("电话", "传真")]
     f = write(tmp_path / "evals.csv", lines)
-    out = tmp_path / "out"
-    assert_input_error(run_ingest(bare_profile(tmp_path), [f], out), out, "列：评价渠道", "行号（前10个）：6")
+    refused(tmp_path, [f], "列：评价渠道", "行号（前10个）：6")
 
 
 def test_ingest_log_is_json_and_accounts_for_every_row(tmp_path, qinghe):
