@@ -63,6 +63,8 @@ def ingest_command(
         salt=_salt_from_env(salt_env),
         extracted_on=extracted_on.date() if extracted_on else None,
     )
+    for warning in log.get("warnings", []):
+        click.echo(warning, err=True)
     totals = log["totals"]
     click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {log['period']}）")
     for table in TABLES:

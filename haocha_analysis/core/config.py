@@ -66,11 +66,20 @@ def hash_salt() -> str:
 
     Taken from the environment variable ``HAOCHA_SALT``; otherwise from ``.haocha-salt`` at the
     project root, which is created with a random value on first use (not in git), so that one
-    installation hashes the same person to the same key across periods.
+    installation hashes the same person to the same key across periods. The file is readable by its
+    owner only (mode 0600): whoever has the salt can test a guessed number against a key. It is
+    created with that mode (never briefly world-readable), and a file found with wider permissions
+    is narrowed.
     """
     salt = os.environ.get(SALT_ENV)
     if salt:
         return salt
-    if not SALT_FILE.exists():
-        SALT_FILE.write_text(secrets.token_hex(16), encoding="utf-8")
+    try:
+        fd = os.open(SALT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if SALT_FILE.stat().st_mode & 0o077:
+            SALT_FILE.chmod(0o600)
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_hex(16))
     return SALT_FILE.read_text(encoding="utf-8").strip()

@@ -39,7 +39,7 @@ from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.core.schemas import DTYPES, TABLES, coerce, validate
-from haocha_analysis.ingest.labels import LOG_NAME, TABLE_KEYS, TABLE_LABELS
+from haocha_analysis.ingest.labels import LINKAGE_WARN_SHARE, LOG_NAME, TABLE_KEYS, TABLE_LABELS
 from haocha_analysis.ingest.ledger import _Entry, _Ledger
 from haocha_analysis.ingest.mapping import _plan_file, _TableBuilder
 from haocha_analysis.ingest.profiles import (
@@ -86,18 +86,18 @@ def _dedupe(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
     conflict = remaining.duplicated(key, keep=False)
     if conflict.any():
         clash = remaining[conflict].sort_values([key, "_file", "_row"])
-        first_key = clash[key].iloc[0]
-        one = clash[clash[key] == first_key]
+        one = clash[clash[key] == clash[key].iloc[0]]
         differing = [c for c in content if one[c].astype("str").nunique(dropna=False) > 1]
         where = "；".join(
             f"{ledger.name(int(f))} 第 {int(r)} 行" for f, r in one[["_file", "_row"]].to_numpy()[:5]
         )
+        first_file = int(clash["_file"].iloc[0])
         raise HaochaInputError(
-            f"{TABLE_LABELS[table]}中 {key} 重复且内容不同（共 {clash[key].nunique()} 个编号），"
-            f"例如“{first_key}”：{where}；不同的列：{'、'.join(differing)}",
-            file=ledger.name(int(clash["_file"].iloc[0])),
-            column=key,
-            rows=clash["_row"].astype(int).tolist(),
+            f"{TABLE_LABELS[table]}中编号重复且内容不同（共 {clash[key].nunique()} 个编号），"
+            f"例如同一编号出现在：{where}；不同的列：{'、'.join(differing)}",
+            file=ledger.name(first_file),
+            column=ledger.source_column(first_file, table, key),
+            rows=clash.loc[clash["_file"] == first_file, "_row"].astype(int).tolist(),
             fix="核对这些记录，保留正确的一条后重新导入；完全相同的重复行会被自动去除并计数",
         )
     drop_mask = np.zeros(len(frame), dtype=bool)
@@ -155,6 +155,38 @@ def _apply_period(
     return out
 
 
+def _linkage(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> tuple[dict[str, Any], list[str]]:
+    """Count the kept evaluations whose case_id names no case of this ingest; warn above a share.
+
+    Only meaningful when the ingest holds cases: an evaluation of a case stored in an earlier period
+    links when the tables are loaded (the loading window), so it is counted here, not dropped.
+    """
+    cases, evaluations = tables["cases"], tables["evaluations"]
+    if not len(cases) or not len(evaluations) or "case_id" not in evaluations:
+        return {}, []
+    named = evaluations["case_id"].notna().to_numpy(dtype=bool)
+    unlinked = named & ~isin(evaluations["case_id"], cases["case_id"])
+    share = float(unlinked.sum() / named.sum()) if named.any() else 0.0
+    by_file = [
+        {"file": ledger.name(int(f)), "count": len(rows), "rows": _first_rows(np.sort(rows.to_numpy()))}
+        for f, rows in evaluations.loc[unlinked, ["_file", "_row"]].groupby("_file")["_row"]
+    ]
+    entry = {
+        "evaluations_naming_a_case": int(named.sum()),
+        "case_not_in_this_ingest": int(unlinked.sum()),
+        "share": round(share, 4),
+        "by_file": by_file,
+    }
+    warnings = []
+    if share > LINKAGE_WARN_SHARE:
+        warnings.append(
+            f"警告：{share:.1%} 的评价（{int(unlinked.sum())} 条）所评办件不在本次导入的办件中"
+            f"（阈值 {LINKAGE_WARN_SHARE:.0%}）。检查办件编号的写法是否与办件表一致，或是否漏传了办件文件；"
+            "行号见 ingest_log.json 的 linkage"
+        )
+    return entry, warnings
+
+
 def _validate(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
     """Coerce to canonical dtypes and validate with the pandera model; failures name file and rows."""
     canonical = coerce(frame, table)
@@ -168,11 +200,17 @@ def _validate(frame: pd.DataFrame, table: str, ledger: _Ledger) -> pd.DataFrame:
             cases.loc[cases["column"] == first.get("column"), "index"], errors="coerce"
         ).dropna()
         index = index.astype(int).tolist()
-        file = ledger.name(int(canonical.loc[index[0], "_file"])) if index else None
-        rows = canonical.loc[index, "_row"].astype(int).tolist() if index else None
+        file_no = int(canonical.loc[index[0], "_file"]) if index else None
+        file = ledger.name(file_no) if index else None
+        rows = (
+            canonical.loc[index][canonical.loc[index, "_file"] == file_no]["_row"].astype(int).tolist()
+            if index
+            else None
+        )
+        if index and column:
+            column = ledger.source_column(file_no, table, column)
         raise HaochaInputError(
-            f"{TABLE_LABELS[table]}未通过规范校验：检查 {first.get('check')} 失败，"
-            f"例如值“{first.get('failure_case')}”",
+            f"{TABLE_LABELS[table]}未通过规范校验：检查 {first.get('check')} 失败",
             file=file,
             column=column or None,
             rows=rows,
@@ -185,6 +223,7 @@ def _file_log(ledger: _Ledger, file: int, tables: dict[str, pd.DataFrame]) -> di
     source = ledger.files[file]
     entry: dict[str, Any] = {
         "file": str(source.path),
+        **({"sheet": source.sheet} if source.sheet is not None else {}),
         "rows_read": len(source.frame),
         **{k: v for k, v in ledger.info[file].items() if k != "tables"},
         "tables": {},
@@ -256,8 +295,8 @@ def build_tables(
     ledger = _Ledger()
     known = profile.known_headers()
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
-    for file, path in enumerate(files):
-        source = read_source(Path(path), profile, known)
+    sources = [source for path in files for source in read_source(Path(path), profile, known)]
+    for file, source in enumerate(sources):
         held, plan, extras, absent = _plan_file(source, profile)
         ledger.files.append(source)
         ledger.info.append(
@@ -265,6 +304,10 @@ def build_tables(
                 "file_type": source.file_type,
                 "encoding": source.encoding,
                 "header_row": source.header_row,
+                "blank_rows_skipped": source.blank_rows,
+                "null_markers": source.null_markers,
+                "empty_untitled_columns_dropped": source.dropped_columns,
+                **({"sheets_skipped": source.sheets_skipped} if source.sheets_skipped else {}),
                 "tables": held,
                 "columns": plan,
                 "extra_columns": extras,
@@ -297,6 +340,7 @@ def build_tables(
             fix="检查 --period 是否与导出数据的时间范围一致，以及时间列是否映射正确",
         )
     tables = {t: _validate(f, t, ledger) for t, f in tables.items()}
+    linkage, warnings = _linkage(tables, ledger)
     log = {
         "city": ref.key,
         "period": period.label,
@@ -306,6 +350,8 @@ def build_tables(
         "records = kept + duplicates_dropped + rejected + excluded_by_period",
         "files": [_file_log(ledger, i, tables) for i in range(len(ledger.files))],
         "totals": {},
+        "linkage": linkage,
+        "warnings": warnings,
     }
     for table in TABLES:
         per_file = [f["tables"][table] for f in log["files"] if table in f["tables"]]

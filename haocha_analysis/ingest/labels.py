@@ -8,6 +8,8 @@ TABLE_KEYS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "e
 TABLE_LABELS = {"cases": "办件表", "evaluations": "评价表", "rectifications": "差评整改表"}
 # Columns a flat export shares between its tables: they alone do not make a row hold a record.
 SHARED_KEYS = ("case_id", "unit_id", "unit_name")
+# Key columns: normalised (NFKC, trimmed) the same way everywhere, never scrubbed (they link records).
+KEY_COLUMNS = ("case_id", "eval_id", "unit_id", "matter_code", "region_code")
 # Free-text columns scrubbed of identity/phone numbers (keys and code columns are not free text).
 FREE_TEXT = {
     "cases": ("matter_name", "source_system"),
@@ -23,6 +25,9 @@ LOG_MAX_ROWS = 20
 # 评价次数 is stored as int8; a larger value is not a count of evaluations of one case.
 MAX_ATTEMPT = 127
 LOG_NAME = "ingest_log.json"
+# Above this share of evaluations whose case is not among the ingested cases, ingest warns in the
+# terminal (a mis-written case number, or a cases file left out, silently lowers 评价数).
+LINKAGE_WARN_SHARE = 0.05
 
 ATTEMPT_LABELS = {"首次评价": 1, "首评": 1, "初评": 1, "追评": 2, "追加评价": 2, "二次评价": 2}
 ACTIVE_LABELS = {

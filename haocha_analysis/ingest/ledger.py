@@ -48,4 +48,10 @@ class _Ledger:
             self.add(kind, int(file), table, what, rows.to_numpy())
 
     def name(self, file: int) -> str:
-        return str(self.files[file].path)
+        """The file (and sheet) a record came from, as messages name it."""
+        return self.files[file].name
+
+    def source_column(self, file: int, table: str, canon: str) -> str:
+        """The export's own header for a canonical column of a file (the canonical name if unmapped)."""
+        sources = self.info[file]["columns"].get(table, {}).get(canon)
+        return " / ".join(sources) if sources else canon

@@ -17,6 +17,7 @@ from haocha_analysis.ingest.labels import (
     ACTIVE_LABELS,
     ATTEMPT_LABELS,
     FREE_TEXT,
+    KEY_COLUMNS,
     MAX_ATTEMPT,
     SHARED_KEYS,
     TABLE_LABELS,
@@ -36,7 +37,15 @@ from haocha_analysis.ingest.profiles import (
     fold,
 )
 from haocha_analysis.ingest.readers import SourceFile
-from haocha_analysis.ingest.values import _examples, _first_rows, _map_distinct, _text, parse_timestamps
+from haocha_analysis.ingest.values import (
+    _examples,
+    _first_rows,
+    _map_distinct,
+    _text,
+    excel_scientific,
+    normalize_keys,
+    parse_timestamps,
+)
 
 # --- column mapping ------------------------------------------------------------------------------
 
@@ -67,7 +76,7 @@ def _resolve_columns(
         if canon in declared and not found:
             missing.extend(declared[canon])
         if not found:
-            candidates = [canon, *ALIASES[table].get(canon, [])]
+            candidates = profile.aliases_for(table, canon)
             found = list(
                 dict.fromkeys(
                     by_fold[fold(s)] for s in candidates if fold(s) in by_fold and fold(s) not in claimed
@@ -100,7 +109,7 @@ def _missing_column_error(
     column = "unit_name" if missing[0] == "unit" else missing[0]
     return HaochaInputError(
         f"{TABLE_LABELS[table]}缺少必需的列：{'；'.join(names)}",
-        file=str(source.path),
+        file=source.name,
         column=column,
         rows=[source.header_row] if source.header_row else None,
         fix=f"在导出中加入该列，或在 profile（{profile.name}）的 columns.{table}.{column} 写明导出中的列名；"
@@ -160,6 +169,18 @@ def _plan_file(source: SourceFile, profile: Profile) -> tuple[list, dict, list, 
 # --- mapping one table of one file ---------------------------------------------------------------
 
 
+def _is_code(value: str) -> bool:
+    """A numeric code: ASCII digits only (after NFKC), so '٣' or '²' is text, never a crash."""
+    return value.isascii() and value.isdigit()
+
+
+def _declared(table: dict | None, value: str) -> Any:
+    """Look a value up in a profile's code table: numeric codes need the table, text may be in it."""
+    if _is_code(value):
+        return _UNDECLARED if table is None else table.get(int(value), _BAD)
+    return _BAD if table is None else table.get(fold(value), _BAD)
+
+
 def _coalesce(frame: pd.DataFrame, sources: list[str]) -> pd.Series:
     out = frame[sources[0]]
     if len(sources) > 1:
@@ -193,7 +214,7 @@ class _TableBuilder:
     def _error(self, problem: str, canon: str, rows: np.ndarray, fix: str) -> HaochaInputError:
         return HaochaInputError(
             problem,
-            file=str(self.source.path),
+            file=self.source.name,
             column=self._col(canon),
             rows=_first_rows(np.asarray(rows)),
             fix=fix,
@@ -232,6 +253,7 @@ class _TableBuilder:
         part = part[keep].reset_index(drop=True)
         raw = {c: v[keep].reset_index(drop=True) for c, v in raw.items()}
         rows = rows[keep]
+        self._keys(raw, rows)
         getattr(self, f"_{self.table}")(part, raw, rows)
         self._timestamps(part, raw, rows)
         if extras:
@@ -249,7 +271,7 @@ class _TableBuilder:
         for canon, dtype in DTYPES[self.table].items():
             if not dtype.startswith("datetime64") or canon not in raw:
                 continue
-            parsed, bad = parse_timestamps(raw[canon], self.profile.timestamp_formats)
+            parsed, bad, shifted = parse_timestamps(raw[canon], self.profile.timestamp_formats)
             if len(bad):
                 values = raw[canon].iloc[bad]
                 raise self._error(
@@ -261,6 +283,9 @@ class _TableBuilder:
                     "（strftime 写法，如 '%Y年%m月%d日 %H:%M'）",
                 )
             part[canon] = parsed.to_numpy()
+            self._repair(
+                f"{canon}（{self._col(canon)}）带时区（如 Z、+00:00），换算为北京时间", rows[shifted]
+            )
 
     def _codes(
         self,
@@ -295,7 +320,7 @@ class _TableBuilder:
         if "unit_id" in raw:
             ids = raw["unit_id"]
             known = set(self.ref.units["unit_id"])
-            unknown = (ids.notna() & ~ids.isin(known)).to_numpy()
+            unknown = (ids.notna() & ~ids.isin(known)).to_numpy(dtype=bool)
             if unknown.any():
                 raise self._error(
                     f"单位编码不在城市“{self.ref.city_name}”的参考数据中：{_examples(ids[unknown])}",
@@ -316,9 +341,7 @@ class _TableBuilder:
                 for name in list(dict.fromkeys(bad_names))[:10]:
                     at = bad_rows[(bad_names == name).to_numpy()]
                     near = "、".join(self.ref.suggest(name)) or "无相近名称"
-                    lines.append(
-                        f"“{name}”（第 {', '.join(map(str, _first_rows(at)[:5]))} 行；最接近：{near}）"
-                    )
+                    lines.append(f"第 {', '.join(map(str, _first_rows(at)[:5]))} 行的名称（最接近：{near}）")
                 raise self._error(
                     f"{len(set(bad_names))} 个单位名称在城市“{self.ref.city_name}”的参考数据中找不到："
                     + "；".join(lines),
@@ -333,6 +356,26 @@ class _TableBuilder:
             alias[need] = ~names[need].isin(exact).to_numpy()
             self._repair("单位名称按别名或全半角归一匹配到参考数据", rows[alias])
         part["unit_id"] = unit.to_numpy()
+
+    def _keys(self, raw: dict, rows: np.ndarray) -> None:
+        """Normalise the key columns in ``raw`` (NFKC, trimmed), counted; Excel-mangled ids refused."""
+        for canon in KEY_COLUMNS:
+            if canon not in raw:
+                continue
+            values, changed = normalize_keys(_text(raw[canon]))
+            mangled = excel_scientific(values)
+            if mangled.any():
+                raise self._error(
+                    f"编号是 Excel 科学计数法（{_examples(values[mangled])}），原编号的后几位已经丢失",
+                    canon,
+                    rows[mangled],
+                    "在 Excel 中把该列设为“文本”格式后从业务系统重新导出（或直接导出 CSV），"
+                    "不要经 Excel 另存",
+                )
+            raw[canon] = values
+            self._repair(
+                f"{canon}（{self._col(canon)}）含全角、空白或不可见字符，已归一（NFKC）", rows[changed]
+            )
 
     def _plain(self, part: pd.DataFrame, raw: dict, names: Iterable[str]) -> None:
         for canon in names:
@@ -351,9 +394,7 @@ class _TableBuilder:
             def convert(v: str) -> Any:
                 if v in PROMISE_TYPE_LABELS:
                     return v
-                if v.isdigit():
-                    return _UNDECLARED if table is None else table.get(int(v), _BAD)
-                return _BAD
+                return _declared(table, v)
 
             part["promise_type"] = self._codes(
                 "promise_type",
@@ -372,11 +413,11 @@ class _TableBuilder:
         sat_table = prof.satisfaction
 
         def satisfaction(v: str) -> Any:
+            if sat_table is not None and not _is_code(v) and fold(v) in sat_table:
+                return sat_table[fold(v)]  # a text code the profile declares (好评/中评/差评) wins
             if v in LABEL_TO_SATISFACTION:
                 return LABEL_TO_SATISFACTION[v]
-            if v.isdigit():
-                return _UNDECLARED if sat_table is None else sat_table.get(int(v), _BAD)
-            return _BAD
+            return _declared(sat_table, v)
 
         part["satisfaction"] = self._codes(
             "satisfaction",
@@ -392,14 +433,14 @@ class _TableBuilder:
         ch_table = prof.channel
 
         def channel(v: str) -> Any:
+            if ch_table is not None and not _is_code(v) and fold(v) in ch_table:
+                return ch_table[fold(v)]
             if fold(v) in CHANNEL_LABELS:
                 return CHANNEL_LABELS[fold(v)]
-            if v.isdigit():
+            if ch_table is None and _is_code(v):
                 n = int(v)
-                if ch_table is not None:
-                    return ch_table.get(n, _BAD)
                 return CHANNEL_COMMON.get(n, _UNDECLARED if n in (6, 7) else _BAD)
-            return _BAD
+            return _declared(ch_table, v)
 
         part["channel"] = self._codes(
             "channel",
@@ -418,7 +459,7 @@ class _TableBuilder:
             empty = _text(raw["attempt"]).isna().to_numpy()
 
             def attempt(v: str) -> Any:
-                if v.isdigit() and 1 <= int(v) <= MAX_ATTEMPT:
+                if _is_code(v) and 1 <= int(v) <= MAX_ATTEMPT:
                     return int(v)
                 return ATTEMPT_LABELS.get(v, _BAD)
 

@@ -162,6 +162,10 @@ ACTIVE_MODES = ("auto", "channel", "flag", "column", "unknown")
 FLAG_TRUE_DEFAULT = ["1", "是", "true", "y", "yes"]  # flag set = 系统默认评价 → active false
 FLAG_FALSE_DEFAULT = ["0", "否", "false", "n", "no"]
 
+# Cells that mean "no value" in real exports (compared after trimming, NFKC and lower case). A
+# profile's ``null_values`` replaces this list; an empty cell is always missing.
+DEFAULT_NULL_VALUES = ["NULL", "(null)", "<null>", "None", "NaN", "#N/A", "N/A", "-", "--", "—", "无"]
+
 ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030")
 FILE_TYPES = ("auto", "csv", "xlsx", "parquet")
 
@@ -189,7 +193,10 @@ _PROFILE_KEYS = {
     "codes",
     "timestamp_formats",
     "sheet",
+    "sheets",
     "source_system",
+    "null_values",
+    "aliases",
 }
 _CODE_KEYS = {"satisfaction", "channel", "promise_type", "active", "active_flag"}
 
@@ -215,14 +222,27 @@ class Profile:
     flag_true: list[str] = field(default_factory=lambda: list(FLAG_TRUE_DEFAULT))
     flag_false: list[str] = field(default_factory=lambda: list(FLAG_FALSE_DEFAULT))
     timestamp_formats: list[str] = field(default_factory=lambda: list(DEFAULT_TIMESTAMP_FORMATS))
-    sheet: str | None = None
+    sheets: list[str] | None = None  # XLSX sheet names or patterns (None = every data sheet)
     source_system: str | None = None
+    null_values: list[str] = field(default_factory=lambda: list(DEFAULT_NULL_VALUES))
+    aliases: bool = True  # False: only the profile's columns and the canonical names are looked up
+    switched_off: dict[str, set[str]] = field(default_factory=dict)  # table → columns never mapped
 
     def known_headers(self) -> set[str]:
         """Every folded header this profile can map (profile columns and aliases)."""
         names = {fold(n) for table in ALIASES.values() for c, aliases in table.items() for n in [c, *aliases]}
         names |= {fold(s) for table in self.columns.values() for sources in table.values() for s in sources}
         return names
+
+    def aliases_for(self, table: str, canon: str) -> list[str]:
+        """The names tried for a canonical column the profile does not map (empty when switched off)."""
+        if canon in self.switched_off.get(table, set()):
+            return []
+        return [canon, *ALIASES[table].get(canon, [])] if self.aliases else [canon]
+
+    def null_markers(self) -> set[str]:
+        """The folded null markers (trimmed, NFKC, lower case)."""
+        return {unicodedata.normalize("NFKC", v).strip().lower() for v in self.null_values}
 
     def summary(self) -> dict[str, Any]:
         """What the log records about the profile."""
@@ -233,6 +253,9 @@ class Profile:
             "channel": self.channel_name,
             "promise_type": self.promise_type_name,
             "active": self.active,
+            "null_values": self.null_values,
+            "aliases": self.aliases,
+            "switched_off": {t: sorted(c) for t, c in self.switched_off.items() if c},
         }
 
 
@@ -253,18 +276,26 @@ def _code_table(value: Any, named: dict[str, dict], what: str, path: Path | None
             )
         return dict(named[value]), value
     if isinstance(value, dict):
-        table = {}
+        table: dict[int | str, Any] = {}
         for code, label in value.items():
             try:
-                table[int(code)] = parse_label(label)
+                table[code_key(code)] = parse_label(label)
             except (TypeError, ValueError, KeyError) as err:
                 raise _profile_error(
                     f"profile 中 codes.{what} 的映射 {code}: {label} 无法识别",
                     path,
-                    "代码须为整数，标签须为规范标签",
+                    "左侧为导出中的代码（整数，或文字如“好评”），右侧须为规范标签",
                 ) from err
         return table, "custom"
     raise _profile_error(f"profile 中 codes.{what} 的格式不对", path, "写代码表名称或“代码: 标签”映射")
+
+
+def code_key(code: Any) -> int | str:
+    """A code as a code table keys it: an integer when it is one (5, '5', '５'), else folded text."""
+    text = unicodedata.normalize("NFKC", str(code)).strip()
+    if isinstance(code, bool) or not text:
+        raise ValueError(code)
+    return int(text) if text.isascii() and text.isdigit() else fold(text)
 
 
 def _satisfaction_label(label: Any) -> int:
@@ -330,7 +361,9 @@ def parse_profile(data: dict, path: Path | None = None) -> Profile:
                 path,
                 f"左侧写规范列名（{'、'.join(sorted(allowed))}），右侧写导出文件中的列名",
             )
-        prof.columns[table] = {c: _as_list(v) for c, v in mapping.items() if v is not None}
+        # A column mapped to nothing (null or []) is switched off: no built-in alias is tried for it.
+        prof.switched_off[table] = {c for c, v in mapping.items() if v is None or v == []}
+        prof.columns[table] = {c: _as_list(v) for c, v in mapping.items() if v is not None and v != []}
     codes = data.get("codes") or {}
     unknown = set(codes) - _CODE_KEYS
     if unknown:
@@ -367,7 +400,21 @@ def parse_profile(data: dict, path: Path | None = None) -> Profile:
     if formats:
         extra = _as_list(formats)
         prof.timestamp_formats = extra + [f for f in DEFAULT_TIMESTAMP_FORMATS if f not in extra]
-    prof.sheet = str(data["sheet"]) if data.get("sheet") is not None else None
+    sheets = data.get("sheets", data.get("sheet"))
+    prof.sheets = _as_list(sheets) if sheets not in (None, [], "") else None
+    if "null_values" in data:
+        # YAML reads an unquoted NULL / null / ~ as "no value": the user meant the marker text.
+        markers = data["null_values"] if isinstance(data["null_values"], list) else [data["null_values"]]
+        prof.null_values = ["null" if v is None else str(v) for v in markers]
+    aliases = data.get("aliases")
+    aliases = "builtin" if aliases is None else aliases
+    if aliases not in ("builtin", "none", True, False):
+        raise _profile_error(
+            f"aliases“{aliases}”未知",
+            path,
+            "取 builtin（默认：按数据契约的别名找列）或 none（只认 profile 写明的列名）",
+        )
+    prof.aliases = aliases in ("builtin", True)
     prof.source_system = str(data["source_system"]) if data.get("source_system") else None
     return prof
 

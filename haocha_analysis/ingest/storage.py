@@ -13,7 +13,9 @@ load reads the partitions whose period overlaps it, and only the columns asked f
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from datetime import date
@@ -28,6 +30,7 @@ from haocha_analysis.core import atomic
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.schemas import CHANNEL_CODES, DTYPES, REQUIRED, TABLES, VERDICTS, coerce, validate
+from haocha_analysis.ingest.privacy import not_a_key, scrub_frame
 
 
 def partitions(data_dir: Path, table: str) -> dict[str, Path]:
@@ -92,6 +95,62 @@ def _available(table: str, wanted: list[str] | None, names: list[str], source: P
     return [c for c in wanted if c in names]
 
 
+log = logging.getLogger("haocha.storage")
+_READ_FIX = (
+    "确认文件完整；规范表请用 haocha ingest 或 haocha synth 生成（列名与取值见 docs/data-contract.md）"
+)
+
+
+def _read_parquet(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame:
+    """One canonical Parquet file; a damaged one is an input error (never its content)."""
+    try:
+        wanted = _available(table, columns, pq.read_schema(path).names, path)
+        return pq.read_table(path, columns=wanted).to_pandas()
+    except (pa.ArrowException, OSError) as err:
+        raise HaochaInputError(
+            f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
+        ) from None
+
+
+def _read_csv(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame:
+    """One canonical CSV file (UTF-8, with or without BOM); a parse failure never quotes a row."""
+    try:
+        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.tolist()
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            usecols=_available(table, columns, header, path),
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as err:
+        line = re.search(r"line (\d+)", str(err))
+        raise HaochaInputError(
+            f"{table} 表的 CSV 文件无法读取（{type(err).__name__}）",
+            file=str(path),
+            rows=[int(line[1])] if line else None,
+            fix="规范 CSV 须为 UTF-8 编码、英文逗号分隔、各行列数与表头一致；原始导出请用 haocha ingest 导入",
+        ) from None
+
+
+def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions: int) -> None:
+    """Count keys stored in more than one row and say so (never silent); they are kept."""
+    key = "case_id" if table == "cases" else "eval_id"
+    if key not in frame or n_partitions < 2:
+        frame.attrs["repeated_keys"] = 0
+        return
+    repeated = int(frame[key].duplicated().sum())
+    frame.attrs["repeated_keys"] = repeated
+    if repeated:
+        log.warning(
+            "%s：%d 条记录的 %s 与更早分区中的记录重复；按关联规则取最早的一条，其余作为重复记录由质检计数",
+            source,
+            repeated,
+            key,
+        )
+
+
 def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[str] | None) -> pd.DataFrame:
     data_dir = Path(data_dir)
     parts = partitions(data_dir, table)
@@ -103,30 +162,17 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
         if not files:
             return coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)[columns or slice(None)]
-        frames = [
-            pq.read_table(f, columns=_available(table, columns, pq.read_schema(f).names, f)).to_pandas()
-            for f in files
-        ]
+        frames = [_read_parquet(f, table, columns) for f in files]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        if len(chosen) > 1:
-            key = "case_id" if table == "cases" else "eval_id"
-            if key in frame:
-                frame = frame.drop_duplicates(key, keep="last", ignore_index=True)
+        # Partitions are read oldest first; a key stored in two partitions is not dropped here: the
+        # linkage rule takes the first row and marks the others, the quality checks count them.
+        _report_repeated(frame, table, data_dir / table, len(chosen))
     elif (path := data_dir / f"{table}.parquet").exists():
         source = path
-        frame = pq.read_table(path, columns=_available(table, columns, pq.read_schema(path).names, path))
-        frame = frame.to_pandas()
+        frame = _read_parquet(path, table, columns)
     elif (path := data_dir / f"{table}.csv").exists():
         source = path
-        header = pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns.tolist()
-        frame = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            usecols=_available(table, columns, header, path),
-        )
+        frame = _read_csv(path, table, columns)
     elif table == "rectifications":
         frame = pd.DataFrame(columns=columns or list(DTYPES[table]))
     else:
@@ -139,6 +185,14 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
         # Contract §2: without an explicit flag, 主动评价 is derived from the channel.
         frame["active"] = (frame["channel"].astype("str") != "system_default").astype("boolean")
     frame = check_values(frame, table, source, row_offset=2 if source.suffix == ".csv" else 1)
+    scrubbed = scrub_frame(frame)
+    if scrubbed:
+        log.warning(
+            "%s：读取时脱敏（身份证号/手机号）%s",
+            source,
+            "，".join(f"列 {c} {n} 行" for c, n in scrubbed.items()),
+        )
+    frame.attrs["scrubbed"] = scrubbed
     if columns is None:
         return coerce(frame, table)
     # Optional columns the source lacks are added empty (attempt defaults to 1, as the contract says).
@@ -202,6 +256,15 @@ def check_values(frame: pd.DataFrame, table: str, source: Path, row_offset: int 
         "attempt": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 127), "不在 1–127 之间"),
         "verdict": (lambda s: s.isin(VERDICTS), "不是 valid/invalid"),
     }
+    if "evaluator_key" in frame:
+        raw = not_a_key(frame["evaluator_key"])
+        if raw.any():
+            fail(
+                "evaluator_key",
+                raw,
+                "不是哈希后的 key（16–64 位小写十六进制），可能是原始证件号或手机号",
+                "原始号码不得放进规范表：用 haocha ingest --profile canonical 导入，号码会被加盐哈希",
+            )
     for col, (ok, problem) in domains.items():
         if col in frame and DTYPES[table].get(col):
             given = frame[col].notna().to_numpy()
