@@ -374,6 +374,21 @@ class Ledger:
         return bool(self.rows["valid"].any())
 
 
+def ledger_for(
+    ref: CityReference, data: dict[str, pd.DataFrame], data_dir: Path, period: Period, as_of: date
+) -> Ledger:
+    """:func:`build_ledger` on tables already loaded; a refusal is re-raised naming the file and rows.
+
+    Tables loaded without their rows' origin (the pipeline's) can only give positions; on bad input
+    the ledger's columns are read again with their origin, which raises the same error precisely.
+    """
+    try:
+        return build_ledger(ref, data, period, as_of)
+    except HaochaInputError:
+        build_ledger(ref, load_ledger_data(data_dir, period), period, as_of)
+        raise
+
+
 def load_ledger_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     """The columns the ledger needs, through the one loading window, rows' origin kept for errors."""
     return load_window(Path(data_dir), period, columns=NEEDED_COLUMNS, origin=True)
@@ -668,14 +683,15 @@ def paragraph(ledger: Ledger) -> str:
         return ""
     total = ledger.by_district[ledger.by_district["district"] == TOTAL].iloc[0]
     when = f"{ledger.as_of.year}年{ledger.as_of.month}月{ledger.as_of.day}日"
-    open_valid = int((ledger.rows["valid"] & ledger.rows["stage"].isin(OPEN_STAGES)).sum())
+    stages = ledger.rows["stage"].value_counts()
     text = (
         f"截至{when}，本期差评{int(total['bad'])}件，经核实有效差评{int(total['valid'])}件、"
         f"无效差评{int(total['invalid'])}件，待核实{int(total['bad'] - total['verified'])}件；"
         f"有效差评已整改{int(total['rectified'])}件，其中按时整改{int(total['on_time'])}件，"
         f"整改率{format_ratio(total['rectified'], total['valid'])}，"
         f"回访率{format_ratio(total['revisited'], total['rectified'])}，"
-        f"整改满意率{format_ratio(total['satisfied'], total['followup'])}；尚未办结{open_valid}件。"
+        f"整改满意率{format_ratio(total['satisfied'], total['followup'])}；"
+        f"整改中{int(stages.get(RECTIFYING, 0))}件，已整改待回访{int(stages.get(AWAITING_REVISIT, 0))}件。"
     )
     late = ledger.by_unit[ledger.by_unit["overdue"] > 0]
     if len(late):
@@ -708,6 +724,16 @@ def sheet_names(names: list[str]) -> list[str]:
     return out
 
 
+def note_line(ledger: Ledger) -> str:
+    """The 备注 line under the ledger's tables: scope, as-of date, the limits applied."""
+    day = ledger.as_of
+    return (
+        f"备注：统计期{ledger.period.range_cn()}内作出的差评，状态截至{day.year}年{day.month}月{day.day}日；"
+        f"时限按工作日计：核实{ledger.limits.verify_days}日、整改{ledger.limits.rectify_days}日"
+        f"（数据中逐条的整改期限优先）、回访{ledger.limits.revisit_days}日。"
+    )
+
+
 def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     """Write the ledger CSV (UTF-8 with BOM), the figures and overdue CSVs, and the XLSX, as one set.
 
@@ -718,11 +744,7 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     units = figures_display(ledger.by_unit, "unit_name", "单位")
     districts = figures_display(ledger.by_district, "district", "区县")
     overdue = overdue_display(ledger)
-    note = (
-        f"备注：统计期{ledger.period.range_cn()}内作出的差评，状态截至{ledger.as_of.isoformat()}；"
-        f"时限为工作日：核实{ledger.limits.verify_days}日、整改{ledger.limits.rectify_days}日"
-        f"（数据中的整改期限优先）、回访{ledger.limits.revisit_days}日。"
-    )
+    note = note_line(ledger)
     unit_sheets = []
     names = list(dict.fromkeys(ledger.rows["unit_name"]))
     for sheet, name in zip(sheet_names(names), names, strict=True):

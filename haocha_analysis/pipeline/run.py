@@ -36,7 +36,7 @@ import psutil
 
 from haocha_analysis import quality
 from haocha_analysis.analysis import annexes as tables
-from haocha_analysis.analysis import anomalies
+from haocha_analysis.analysis import anomalies, rectification
 from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
@@ -56,6 +56,7 @@ MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
+RECTIFICATION_SUBDIR = "rectification"
 MEMORY_SAMPLE_SECONDS = 0.05  # RSS sampling interval of the stage recorder
 # Packages whose versions the manifest records (the ones that shape the numbers and the rendering).
 MANIFEST_PACKAGES = (
@@ -81,6 +82,7 @@ STAGE_LABELS = {
     "quality": "数据质检",
     "tables": "附件表格",
     "anomalies": "异常发现",
+    "rectification": "差评整改台账",
     "notebook": "执行通报 notebook",
     "html": "生成 HTML",
     "pdf": "生成 PDF",
@@ -270,13 +272,22 @@ def compute(
         result = tables.build_tables(ref, data, period, extracted_on=extraction)
         if out_dir is not None:
             tables.write_outputs(result, Path(out_dir))
+    with recorder.stage("rectification"):  # as of the 数据提取时间 the annexes print
+        ledger = rectification.ledger_for(ref, data, data_dir, period, result.extracted_on)
+        if out_dir is not None:
+            rectification.write_outputs(ledger, Path(out_dir) / RECTIFICATION_SUBDIR)
     with recorder.stage("anomalies"):
         findings = anomalies.detect(ref, data, period, history=history)
         problems = anomalies.problems_paragraph(findings, ref, period)
         if out_dir is not None:
             anomalies.write_outputs(findings, Path(out_dir) / ANOMALIES_SUBDIR)
     return StageResults(
-        tables=result, quality=report, findings=findings, problems=problems, extracted_on=extracted_on
+        tables=result,
+        quality=report,
+        findings=findings,
+        problems=problems,
+        extracted_on=extracted_on,
+        rectification=ledger,
     )
 
 
