@@ -30,21 +30,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from haocha_analysis.core import atomic
 from haocha_analysis.core.calendar import add_working_days_series, working_days_between
 from haocha_analysis.core.config import BAD_SATISFACTION
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import link
-from haocha_analysis.core.periods import Period
-from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
+from haocha_analysis.core.periods import Period, resolve_period
+from haocha_analysis.core.reference import CityReference, ClosedLoopLimits, load_city
 from haocha_analysis.core.schemas import (
     FOLLOW_UP_LEVELS,
     FOLLOW_UP_SATISFIED,
     LEVELS,
-    SATISFACTION_LABELS,
 )
-from haocha_analysis.core.text import NOT_APPLICABLE, format_ratio
-from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, load_window
+from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, extraction_date, load_window
 
 STAGES = ("待核实", "核实为无效", "整改中", "已整改待回访", "已回访")
 PENDING, INVALID, RECTIFYING, AWAITING_REVISIT, REVISITED = STAGES
@@ -72,76 +69,8 @@ TOTAL = "合计"
 AUDIT_NO_REASON = "无效差评缺少无效原因"
 AUDIT_NO_APPROVAL = "无效差评缺少审核通过时间"
 
-# Ledger columns (internal name → the header a reader sees).
-LEDGER_HEADERS = {
-    "eval_id": "评价编号",
-    "case_id": "办件编号",
-    "unit_name": "责任单位",
-    "district": "区县",
-    "matter_code": "事项编码",
-    "matter_name": "事项名称",
-    "satisfaction": "满意度",
-    "attempt": "评价次数",
-    "evaluated_at": "评价时间",
-    "verdict": "核实结论",
-    "invalid_reason": "无效原因",
-    "verified_at": "核实时间",
-    "approved_at": "审核通过时间",
-    "verify_deadline": "核实期限",
-    "rectify_deadline": "整改期限",
-    "rectified_at": "整改完成时间",
-    "revisit_deadline": "回访期限",
-    "revisited_at": "回访时间",
-    "follow_up": "回访满意度",
-    "stage": "当前阶段",
-    "days_used": "已用工作日",
-    "days_left": "剩余工作日",
-    "verify_overdue": "核实超期",
-    "rectify_overdue": "整改超期",
-    "revisit_overdue": "回访超期",
-    "on_time": "按时整改",
-    "audit": "审核问题",
-}
-OVERDUE_HEADERS = {
-    "unit_name": "责任单位",
-    "district": "区县",
-    "eval_id": "评价编号",
-    "evaluated_at": "评价时间",
-    "stage": "当前阶段",
-    "overdue_steps": "超期环节",
-    "current_deadline": "当前期限",
-    "days_used": "已用工作日",
-}
-# Per-unit / per-district figures: counts, then rates (numerator, denominator) printed as percentages.
-FIGURE_COUNTS = {
-    "bad": "差评数",
-    "valid": "有效差评数",
-    "invalid": "无效差评数",
-    "verified": "已核实数",
-    "rectified": "已整改数",
-    "on_time": "按时整改数",
-    "revisited": "已回访数",
-    "overdue": "超期件数",
-}
-FIGURE_RATES = {
-    "核实率": ("verified", "bad"),
-    "整改率": ("rectified", "valid"),
-    "按时整改率": ("on_time", "due"),
-    "回访率": ("revisited", "rectified"),
-    "整改满意率": ("satisfied", "followup"),
-    "无效差评占比": ("invalid", "verified"),
-}
 FIGURE_COLUMNS = ["bad", "valid", "invalid", "verified", "rectified", "due", "on_time", "revisited"]
 FIGURE_COLUMNS += ["followup", "satisfied", "overdue"]
-
-LEDGER_CSV = "rectification_ledger.csv"
-UNITS_CSV = "rectification_units.csv"
-DISTRICTS_CSV = "rectification_districts.csv"
-OVERDUE_CSV = "rectification_overdue.csv"
-XLSX_NAME = "rectification.xlsx"
-SHEET_UNITS, SHEET_DISTRICTS, SHEET_OVERDUE = "按单位汇总", "按区县汇总", "超期清单"
-_SHEET_FORBIDDEN = str.maketrans({c: "_" for c in "[]:*?/\\"})
-
 
 # --- the rules, shared with the metrics ---------------------------------------------------------------
 
@@ -389,6 +318,31 @@ def ledger_for(
         raise
 
 
+def open_ledger(
+    city: str | Path, period: str, data_dir: str | Path, as_of: date | str | None = None
+) -> Ledger:
+    """The ledger of a city's period from a data folder (the command's and the notebook's one call).
+
+    Args:
+        city: name under ``data/reference/`` or path to a reference folder.
+        period: statistical period label (``latest`` allowed).
+        data_dir: canonical tables.
+        as_of: the ledger's date (a date or YYYY-MM-DD); empty: the data's recorded extraction date,
+            else today.
+    """
+    ref = load_city(city)
+    p = resolve_period(period)
+    if isinstance(as_of, str) and as_of:
+        try:
+            as_of = date.fromisoformat(as_of)
+        except ValueError as err:
+            raise HaochaInputError(
+                f"台账日期“{as_of}”无法识别", column="as_of", fix="写成 YYYY-MM-DD，或留空"
+            ) from err
+    day = as_of or extraction_date(Path(data_dir), p) or date.today()
+    return build_ledger(ref, load_ledger_data(Path(data_dir), p), p, day)
+
+
 def load_ledger_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     """The columns the ledger needs, through the one loading window, rows' origin kept for errors."""
     return load_window(Path(data_dir), period, columns=NEEDED_COLUMNS, origin=True)
@@ -593,192 +547,3 @@ def district_figures(ref: CityReference, rows: pd.DataFrame) -> pd.DataFrame:
     out = counts.groupby("district")[FIGURE_COLUMNS].sum().reindex(names + extra, fill_value=0)
     out.loc[TOTAL] = out.sum()
     return out.rename_axis("district").reset_index()
-
-
-def figures_display(frame: pd.DataFrame, name_column: str, name_header: str) -> pd.DataFrame:
-    """Figures as a reader sees them: 序号, the name, counts, rates ("/" where the denominator is 0)."""
-    total = frame[name_column] == TOTAL
-    out = pd.DataFrame(
-        {"序号": pd.array([pd.NA if t else i for i, t in enumerate(total, start=1)], dtype="Int64")}
-    )
-    out[name_header] = frame[name_column].to_numpy()
-    if name_column == "unit_name":
-        out["区县"] = frame["district"].to_numpy()
-    for key in ("bad", "valid", "invalid"):
-        out[FIGURE_COUNTS[key]] = frame[key].to_numpy()
-    for label, (num, den) in FIGURE_RATES.items():
-        out[label] = [format_ratio(n, d) for n, d in zip(frame[num], frame[den], strict=True)]
-    for key in ("rectified", "on_time", "overdue"):
-        out[FIGURE_COUNTS[key]] = frame[key].to_numpy()
-    return out
-
-
-def _day(ts: pd.Series) -> pd.Series:
-    return pd.to_datetime(ts).dt.strftime("%Y-%m-%d").fillna("")
-
-
-def _moment(ts: pd.Series) -> pd.Series:
-    return pd.to_datetime(ts).dt.strftime("%Y-%m-%d %H:%M:%S").fillna("")
-
-
-def _yes_no(flags: pd.Series) -> pd.Series:
-    return flags.astype("boolean").map({True: "是", False: "否"}).astype("object").fillna(NOT_APPLICABLE)
-
-
-def ledger_display(rows: pd.DataFrame) -> pd.DataFrame:
-    """The ledger with Chinese headers and values (the CSV and the unit sheets)."""
-    out = pd.DataFrame(index=rows.index)
-    for column, header in LEDGER_HEADERS.items():
-        values = rows[column]
-        if column in ("verify_deadline", "rectify_deadline", "revisit_deadline"):
-            values = _day(values)
-        elif column in ("evaluated_at", "verified_at", "approved_at", "rectified_at", "revisited_at"):
-            values = _moment(values)
-        elif column == "satisfaction":
-            values = values.map(SATISFACTION_LABELS)
-        elif column == "verdict":
-            values = values.map({"valid": "有效", "invalid": "无效"}).fillna("")
-        elif column in ("verify_overdue", "rectify_overdue", "revisit_overdue", "on_time"):
-            values = _yes_no(values)
-        elif column in ("days_used", "days_left"):
-            values = values.astype("Int64").astype("object").where(values.notna(), "")
-        else:
-            values = values.astype("object").where(values.notna(), "")
-        out[header] = values.to_numpy()
-    return out.reset_index(drop=True)
-
-
-STEP_LABELS = {"verify_overdue": "核实", "rectify_overdue": "整改", "revisit_overdue": "回访"}
-
-
-def overdue_display(ledger: Ledger) -> pd.DataFrame:
-    """The overdue list (超期清单) with Chinese headers: the late steps named, open ones first."""
-    late = ledger.overdue
-    flags = {
-        label: late[column].fillna(False).astype(bool).to_numpy() for column, label in STEP_LABELS.items()
-    }
-    steps = ["、".join(label for label, hit in flags.items() if hit[i]) for i in range(len(late))]
-    out = pd.DataFrame({"序号": range(1, len(late) + 1)})
-    values = {
-        "unit_name": late["unit_name"],
-        "district": late["district"],
-        "eval_id": late["eval_id"],
-        "evaluated_at": _moment(late["evaluated_at"]),
-        "stage": late["stage"],
-        "overdue_steps": steps,
-        "current_deadline": _day(late["current_deadline"]),
-        "days_used": late["days_used"].astype("Int64"),
-    }
-    for column, header in OVERDUE_HEADERS.items():
-        out[header] = pd.Series(values[column]).to_numpy()
-    return out
-
-
-# --- the bulletin's paragraph ------------------------------------------------------------------------
-
-
-def paragraph(ledger: Ledger) -> str:
-    """The bulletin's 差评整改 paragraph: counts, rates, units with overdue 差评 named ("" if none valid)."""
-    if not ledger.has_valid:
-        return ""
-    total = ledger.by_district[ledger.by_district["district"] == TOTAL].iloc[0]
-    when = f"{ledger.as_of.year}年{ledger.as_of.month}月{ledger.as_of.day}日"
-    stages = ledger.rows["stage"].value_counts()
-    text = (
-        f"截至{when}，本期差评{int(total['bad'])}件，经核实有效差评{int(total['valid'])}件、"
-        f"无效差评{int(total['invalid'])}件，待核实{int(total['bad'] - total['verified'])}件；"
-        f"有效差评已整改{int(total['rectified'])}件，其中按时整改{int(total['on_time'])}件，"
-        f"整改率{format_ratio(total['rectified'], total['valid'])}，"
-        f"回访率{format_ratio(total['revisited'], total['rectified'])}，"
-        f"整改满意率{format_ratio(total['satisfied'], total['followup'])}；"
-        f"整改中{int(stages.get(RECTIFYING, 0))}件，已整改待回访{int(stages.get(AWAITING_REVISIT, 0))}件。"
-    )
-    late = ledger.by_unit[ledger.by_unit["overdue"] > 0]
-    if len(late):
-        named = "、".join(
-            f"{n}（{int(k)}件）" for n, k in zip(late["unit_name"], late["overdue"], strict=True)
-        )
-        text += (
-            f"核实、整改或回访超出时限的差评{int(total['overdue'])}件，涉及{named}，详见差评整改超期清单。"
-        )
-    else:
-        text += "各环节均在时限内完成。"
-    return text
-
-
-# --- output ------------------------------------------------------------------------------------------
-
-
-def sheet_names(names: list[str]) -> list[str]:
-    """Excel sheet names for units: forbidden characters replaced, at most 31 characters, unique."""
-    out: list[str] = []
-    taken = {SHEET_UNITS, SHEET_DISTRICTS, SHEET_OVERDUE}
-    for name in names:
-        base = str(name).translate(_SHEET_FORBIDDEN)[:31] or "单位"
-        candidate, k = base, 2
-        while candidate in taken:
-            suffix = f"({k})"
-            candidate, k = base[: 31 - len(suffix)] + suffix, k + 1
-        taken.add(candidate)
-        out.append(candidate)
-    return out
-
-
-def note_line(ledger: Ledger) -> str:
-    """The 备注 line under the ledger's tables: scope, as-of date, the limits applied."""
-    day = ledger.as_of
-    return (
-        f"备注：统计期{ledger.period.range_cn()}内作出的差评，状态截至{day.year}年{day.month}月{day.day}日；"
-        f"时限按工作日计：核实{ledger.limits.verify_days}日、整改{ledger.limits.rectify_days}日"
-        f"（数据中逐条的整改期限优先）、回访{ledger.limits.revisit_days}日。"
-    )
-
-
-def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
-    """Write the ledger CSV (UTF-8 with BOM), the figures and overdue CSVs, and the XLSX, as one set.
-
-    The XLSX has the per-unit and per-district figures, the overdue list, and one sheet per
-    responsible unit (its 差评, the list the centre sends to that unit).
-    """
-    ledger_frame = ledger_display(ledger.rows)
-    units = figures_display(ledger.by_unit, "unit_name", "单位")
-    districts = figures_display(ledger.by_district, "district", "区县")
-    overdue = overdue_display(ledger)
-    note = note_line(ledger)
-    unit_sheets = []
-    names = list(dict.fromkeys(ledger.rows["unit_name"]))
-    for sheet, name in zip(sheet_names(names), names, strict=True):
-        unit_sheets.append((sheet, ledger_frame[(ledger.rows["unit_name"] == name).to_numpy()]))
-    sheets = [(SHEET_UNITS, units), (SHEET_DISTRICTS, districts), (SHEET_OVERDUE, overdue), *unit_sheets]
-
-    def csv_writer(frame: pd.DataFrame):
-        return lambda path: frame.to_csv(path, index=False, encoding="utf-8-sig")
-
-    return atomic.publish_files(
-        Path(out_dir),
-        {
-            LEDGER_CSV: csv_writer(ledger_frame),
-            UNITS_CSV: csv_writer(units),
-            DISTRICTS_CSV: csv_writer(districts),
-            OVERDUE_CSV: csv_writer(overdue),
-            XLSX_NAME: lambda path: write_workbook(path, sheets, note),
-        },
-    )
-
-
-def write_workbook(path: Path, sheets: list[tuple[str, pd.DataFrame]], note: str) -> None:
-    """The XLSX: one sheet per frame, bold header, frozen first row, the 备注 line under each table."""
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        for name, frame in sheets:
-            frame.to_excel(writer, sheet_name=name, index=False)
-            sheet = writer.sheets[name]
-            for cell in sheet[1]:
-                cell.font = Font(bold=True)
-            sheet.freeze_panes = "A2"
-            for i, column in enumerate(frame.columns, start=1):
-                width = max([len(str(column)), *(len(str(v)) for v in frame[column])]) * 2 + 2
-                sheet.column_dimensions[get_column_letter(i)].width = min(max(width, 8), 40)
-            sheet.cell(row=len(frame) + 3, column=1, value=note)

@@ -393,7 +393,7 @@ RECTIFICATION_ANNEX_TITLE = "{period_short}差评整改超期清单"
 
 def rectification_html(ctx: BulletinContext) -> str:
     """The 差评整改 paragraph (counts, rates, overdue units named); empty when no 差评 is valid."""
-    from haocha_analysis.analysis.rectification import paragraph
+    from haocha_analysis.analysis.rectification_report import paragraph
 
     ledger = ctx.rectification
     if ledger is None or not ledger.has_valid:
@@ -403,7 +403,7 @@ def rectification_html(ctx: BulletinContext) -> str:
 
 def rectification_annex_html(ctx: BulletinContext) -> str:
     """The ledger's overdue list as the last annex; empty when no 差评 is valid or none is overdue."""
-    from haocha_analysis.analysis.rectification import note_line, overdue_display
+    from haocha_analysis.analysis.rectification_report import note_line, overdue_display
 
     ledger = ctx.rectification
     if ledger is None or not ledger.has_valid or ledger.overdue.empty:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
-from haocha_analysis.core.periods import resolve_period
 
 
 @click.command("rectification")
@@ -28,19 +27,15 @@ def rectification_command(
     city: str, period: str, data_dir: Path, out_dir: Path, as_of: datetime | None
 ) -> None:
     """差评核实整改台账：每条差评的阶段、工作日时限与超期标记，按单位、区县的整改指标（CSV、XLSX）。"""
-    from haocha_analysis.analysis.rectification import build_ledger, load_ledger_data, write_outputs
-    from haocha_analysis.core.reference import load_city
-    from haocha_analysis.ingest.storage import extraction_date
+    from haocha_analysis.analysis.rectification import open_ledger
+    from haocha_analysis.analysis.rectification_report import write_outputs
 
-    ref = load_city(city)
-    p = resolve_period(period)
-    data = load_ledger_data(data_dir, p)
-    day = as_of.date() if as_of else (extraction_date(data_dir, p) or date.today())
-    ledger = build_ledger(ref, data, p, day)
+    ledger = open_ledger(city, period, data_dir, as_of.date() if as_of else None)
     paths = write_outputs(ledger, out_dir)
     total = ledger.by_district.iloc[-1]
     click.echo(
-        f"{ref.city_name} {p.title_cn()} 差评台账（截至 {day.isoformat()}）：差评 {int(total['bad'])} 件，"
+        f"{ledger.city} {ledger.period.title_cn()} 差评台账（截至 {ledger.as_of.isoformat()}）："
+        f"差评 {int(total['bad'])} 件，"
         f"有效 {int(total['valid'])} 件，无效 {int(total['invalid'])} 件，"
         f"已整改 {int(total['rectified'])} 件（按时 {int(total['on_time'])} 件），"
         f"超期 {int(total['overdue'])} 件"

@@ -36,7 +36,7 @@ import psutil
 
 from haocha_analysis import quality
 from haocha_analysis.analysis import annexes as tables
-from haocha_analysis.analysis import anomalies, rectification
+from haocha_analysis.analysis import anomalies, rectification, rectification_report
 from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
@@ -275,7 +275,7 @@ def compute(
     with recorder.stage("rectification"):  # as of the 数据提取时间 the annexes print
         ledger = rectification.ledger_for(ref, data, data_dir, period, result.extracted_on)
         if out_dir is not None:
-            rectification.write_outputs(ledger, Path(out_dir) / RECTIFICATION_SUBDIR)
+            rectification_report.write_outputs(ledger, Path(out_dir) / RECTIFICATION_SUBDIR)
     with recorder.stage("anomalies"):
         findings = anomalies.detect(ref, data, period, history=history)
         problems = anomalies.problems_paragraph(findings, ref, period)

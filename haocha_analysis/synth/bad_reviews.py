@@ -18,16 +18,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from haocha_analysis.core.calendar import add_working_days, is_workday
-from haocha_analysis.core.config import BAD_SATISFACTION
-from haocha_analysis.core.periods import Period
+from haocha_analysis.core.config import BAD_SATISFACTION, SYNTHETIC_DIR
+from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.core.schemas import INVALID_REASONS, coerce
+from haocha_analysis.ingest.storage import swap_in
 
 # Outcomes: (verdict, verify offset, rectify offset, revisit offset, follow-up); offsets in working
 # days after the step before ("L" = the city's limit, "L+n" = n days past it); None = never happens.
@@ -409,4 +414,33 @@ def _expected(
                 "on_time": bool(rectified and not p["rectify_late"]),
             }
         )
+    return out
+
+
+DEMO_SCALE, DEMO_SEED = 0.02, 7
+
+
+def demo_data(city: str = "zibo", period: str = "2023Q2") -> Path:
+    """The bad-reviews scenario's data for the rectification notebook, generated once.
+
+    Written to ``data/synthetic/<city>-bad-reviews`` (scale 0.02, seed 7) and kept; a folder
+    generated for another period or by another generator version is replaced.
+    """
+    from haocha_analysis.synth import generate as synth  # generate.py imports this module
+
+    out = SYNTHETIC_DIR / f"{Path(str(city)).name}-bad-reviews"
+    p = parse_period(period)
+    truth_file = out / "truth.json"
+    if truth_file.exists():
+        truth = json.loads(truth_file.read_text(encoding="utf-8"))
+        if truth.get("period") == p.label and truth.get("generator_version") == synth.GENERATOR_VERSION:
+            return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        synth.write(synth.generate(city, p, DEMO_SCALE, DEMO_SEED, "bad-reviews"), tmp, p.label)
+        tmp.chmod(0o755)
+        swap_in([(tmp, out)])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out

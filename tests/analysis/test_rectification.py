@@ -13,10 +13,12 @@ from haocha_analysis.analysis.rectification import (
     AUDIT_NO_REASON,
     build_ledger,
     closed_loop,
+    rectify_deadlines,
+)
+from haocha_analysis.analysis.rectification_report import (
     figures_display,
     overdue_display,
     paragraph,
-    rectify_deadlines,
     sheet_names,
 )
 from haocha_analysis.core.errors import HaochaInputError
@@ -406,3 +408,73 @@ def test_command_refuses_bad_rectifications_and_writes_nothing(qinghe, tmp_path,
     )  # header is row 1
     assert "13800138000" not in result.output  # never the values
     assert not out.exists()
+
+
+# --- the analysts' notebook ----------------------------------------------------------------------------
+
+
+def test_notebook_views(qinghe):
+    from haocha_analysis.analysis.rectification_report import (
+        ageing,
+        open_by_unit,
+        pick_bad_review,
+        plot_ageing,
+        summary_line,
+        timeline,
+    )
+
+    ledger = build_ledger(dataclasses.replace(qinghe, limits=NATIONAL), LOOP, PERIOD, date(2023, 11, 30))
+    by_unit = open_by_unit(ledger).iloc[0]
+    # open: e1 待核实; e4, e7 整改中; e5 已整改待回访 — all four past a deadline
+    assert by_unit[["单位", "待核实", "整改中", "已整改待回访", "合计", "其中超期"]].tolist() == [
+        "东湖区人社局", 1, 2, 1, 4, 4,
+    ]  # fmt: skip
+    assert open_by_unit(ledger, "qh-c1").empty
+    ages = ageing(ledger)
+    # working days to 11-30: e1 and e4 (made 10-08) 39, e7 (10-09) 38, e5 (9-28) 41
+    assert ages.loc["31及以上"].tolist() == [1, 2, 1] and ages.to_numpy().sum() == 4
+    assert plot_ageing(ledger).axes[0].get_title().startswith("青禾市")
+    assert pick_bad_review(ledger) == "e5" and pick_bad_review(ledger, "e3") == "e3"
+    with pytest.raises(HaochaInputError, match="e404"):
+        pick_bad_review(ledger, "e404")
+    steps = timeline(ledger, "e3").set_index("环节")
+    assert steps.index.tolist() == ["评价", "核实", "整改", "回访"]
+    assert steps.loc["整改", ["期限", "完成时间", "情况"]].tolist() == [
+        "2023-10-25",
+        "2023-10-25 10:00",
+        "按时完成",
+    ]
+    assert steps.loc["回访", "情况"] == "超期完成 满意" and steps.loc["整改", "距评价工作日"] == 15
+    assert timeline(ledger, "e8").set_index("环节").loc["无效审核通过", "情况"].startswith("（无原因）")
+    assert "东湖区人社局" in summary_line(ledger, "e3") and timeline(ledger, "").empty
+
+
+def test_notebook_runs_under_papermill(qinghe, tmp_path):
+    import json
+
+    import papermill as pm
+
+    from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR
+
+    nb = NOTEBOOKS_DIR / "rectification.ipynb"
+    params = pm.inspect_notebook(str(nb))
+    assert set(params) == {"city", "period", "data_dir", "as_of", "unit_id", "eval_id", "top_n"}
+    assert all(p["help"] for p in params.values())
+    data = write_csv_data(tmp_path / "data", LOOP)
+    out = tmp_path / "run.ipynb"
+    pm.execute_notebook(
+        str(nb),
+        str(out),
+        kernel_name=KERNEL_NAME,
+        cwd=str(NOTEBOOKS_DIR),
+        progress_bar=False,
+        parameters={
+            "city": str(qinghe.path),
+            "period": PERIOD.label,
+            "data_dir": str(data),
+            "as_of": "2023-11-30",
+            "eval_id": "e3",
+        },
+    )
+    text = json.dumps(json.loads(out.read_text(encoding="utf-8")), ensure_ascii=False)
+    assert "东湖区人社局" in text and "超期完成 满意" in text and "image/png" in text

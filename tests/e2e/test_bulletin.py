@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from test_render import parse_annexes
 
-from haocha_analysis.analysis import rectification
+from haocha_analysis.analysis import rectification, rectification_report
 from haocha_analysis.bulletin import render
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.ingest.storage import write_tables
@@ -140,8 +140,8 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     # the 差评整改 paragraph and the overdue annex: only when the period has valid 差评
     ledger = rectification.build_ledger(ref, pipeline.load_data(data_dir, per), per, date(2023, 7, 4))
     if ledger.has_valid:
-        assert escape(rectification.paragraph(ledger)) in html
-        overdue = rectification.overdue_display(ledger)
+        assert escape(rectification_report.paragraph(ledger)) in html
+        overdue = rectification_report.overdue_display(ledger)
         assert parsed[render.RECTIFICATION_ANNEX]["tbody"] == overdue.astype("str").values.tolist()
     else:
         assert "差评整改超期清单" not in html and render.RECTIFICATION_ANNEX not in parsed

@@ -103,3 +103,15 @@ def test_the_annexes_use_the_ledgers_definitions(zibo, scenario):
         assert (annex4[f"{prefix}按时整改数量"] == on_time.reindex(annex4.index, fill_value=0)).all()
     assert annex4[["镇级按时整改数量", "村级按时整改数量"]].to_numpy().sum() > 0
     assert np.isin(tables.annexes["annex1_districts"]["整改满意率"], ["/"]).mean() < 1
+
+
+def test_demo_data_for_the_notebook_is_generated_once(tmp_path, monkeypatch):
+    from haocha_analysis.synth import bad_reviews
+
+    monkeypatch.setattr(bad_reviews, "SYNTHETIC_DIR", tmp_path)
+    folder = bad_reviews.demo_data("zibo", "2023Q2")
+    assert folder == tmp_path / "zibo-bad-reviews" and (folder / "truth.json").exists()
+    stamp = (folder / "truth.json").stat().st_mtime_ns
+    assert bad_reviews.demo_data("zibo", "2023Q2") == folder
+    assert (folder / "truth.json").stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == ["zibo-bad-reviews"]  # no temporary folder left
