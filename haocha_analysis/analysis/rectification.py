@@ -178,16 +178,13 @@ def match_rectifications(bad_ids: pd.Series, rectifications: pd.DataFrame | None
     if rectifications is None or not len(rectifications):
         return pd.DataFrame(index=bad_ids.index, columns=["eval_id"])
     keys = rectifications["eval_id"].astype("str").str.strip()
-    repeated = keys.duplicated(keep=False).to_numpy()
-    if repeated.any():
-        file, rows = _where(rectifications, repeated)
-        raise HaochaInputError(
-            "差评核实整改表中同一评价编号出现多次",
-            file=file,
-            column="eval_id",
-            rows=rows,
-            fix="每条差评只保留一条核实整改记录（保留最终结论）后重新导入",
-        )
+    _refuse_rows(
+        rectifications,
+        keys.duplicated(keep=False).to_numpy(),
+        "差评核实整改表中同一评价编号出现多次",
+        "eval_id",
+        "每条差评只保留一条核实整改记录（保留最终结论）后重新导入",
+    )
     pos = pd.Index(keys).get_indexer(bad_ids.astype("str").str.strip())
     matched = rectifications.iloc[np.where(pos >= 0, pos, 0)].set_axis(bad_ids.index)
     found = pd.Series(pos >= 0, index=bad_ids.index)
@@ -223,27 +220,20 @@ def check_rectifications(evaluations: pd.DataFrame, rectifications: pd.DataFrame
     keys = rectifications["eval_id"].astype("str").str.strip()
     eval_keys = pd.Index(evaluations["eval_id"].astype("str").str.strip())
     pos = eval_keys.get_indexer(keys)
-    unknown = pos < 0
-    if unknown.any():
-        file, rows = _where(rectifications, unknown)
-        raise HaochaInputError(
-            f"差评核实整改记录所指的评价不存在（共 {int(unknown.sum())} 行）",
-            file=file,
-            column="eval_id",
-            rows=rows,
-            fix="核对评价编号；该评价须在本统计期或上一统计期的评价表中（一并导入其所在统计期的数据）",
-        )
-    satisfaction = evaluations["satisfaction"].to_numpy()[pos]
-    not_bad = ~np.isin(satisfaction, BAD_SATISFACTION)
-    if not_bad.any():
-        file, rows = _where(rectifications, not_bad)
-        raise HaochaInputError(
-            f"差评核实整改记录所指的评价不是差评（满意度不是不满意或非常不满意，共 {int(not_bad.sum())} 行）",
-            file=file,
-            column="eval_id",
-            rows=rows,
-            fix="核实整改表只收差评（满意度 1–2）；核对评价编号",
-        )
+    _refuse_rows(
+        rectifications,
+        pos < 0,
+        "差评核实整改记录所指的评价不存在",
+        "eval_id",
+        "核对评价编号；该评价须在本统计期或上一统计期的评价表中（一并导入其所在统计期的数据）",
+    )
+    _refuse_rows(
+        rectifications,
+        ~np.isin(evaluations["satisfaction"].to_numpy()[pos], BAD_SATISFACTION),
+        "差评核实整改记录所指的评价不是差评（满意度不是不满意或非常不满意）",
+        "eval_id",
+        "核实整改表只收差评（满意度 1–2）；核对评价编号",
+    )
     times = {
         c: pd.to_datetime(rectifications[c]).to_numpy()
         for c in RECTIFICATION_COLUMNS
@@ -254,24 +244,33 @@ def check_rectifications(evaluations: pd.DataFrame, rectifications: pd.DataFrame
         if column not in times or before not in times:
             continue
         early = (times[column] < times[before]) & ~np.isnat(times[column]) & ~np.isnat(times[before])
-        if early.any():
-            file, rows = _where(rectifications, early)
-            raise HaochaInputError(
-                f"{problem}（共 {int(early.sum())} 行）",
-                file=file,
-                column=column,
-                rows=rows,
-                fix="核对时间：核实、审核、整改、回访依次发生，均不早于评价时间",
-            )
+        _refuse_rows(
+            rectifications,
+            early,
+            problem,
+            column,
+            "核对时间：核实、审核、整改、回访依次发生，均不早于评价时间",
+        )
 
 
-def _where(rect: pd.DataFrame, mask: np.ndarray) -> tuple[str, list[int]]:
-    """The file(s) and row numbers of the masked rectification rows (where they were read, if known)."""
+def _refuse_rows(rect: pd.DataFrame, mask: np.ndarray, problem: str, column: str, fix: str) -> None:
+    """Raise a HaochaInputError for the masked rectification rows, if any, naming where they were read.
+
+    The file and row numbers come from the rows' origin (``_file``/``_row``) when the table was
+    loaded with it, else they are positions in the table given.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return
     if all(c in rect for c in ORIGIN_COLUMNS):
         picked = rect.loc[mask, list(ORIGIN_COLUMNS)]
-        files = list(dict.fromkeys(picked["_file"].astype("str")))
-        return "、".join(files[:3]), picked["_row"].astype(int).tolist()
-    return "rectifications", (np.flatnonzero(mask) + 1).tolist()
+        file = "、".join(list(dict.fromkeys(picked["_file"].astype("str")))[:3])
+        rows = picked["_row"].astype(int).tolist()
+    else:
+        file, rows = "rectifications", (np.flatnonzero(mask) + 1).tolist()
+    raise HaochaInputError(
+        f"{problem}（共 {int(mask.sum())} 行）", file=file, column=column, rows=rows, fix=fix
+    )
 
 
 # --- the ledger --------------------------------------------------------------------------------------
