@@ -715,7 +715,7 @@ def build_tables(
         HaochaInputError: a unit in the data is missing from the reference (named, with row counts).
     """
     extracted_on = extracted_on or date.today()
-    raw = unit_counts(data["cases"], data["evaluations"], data.get("rectifications"), period)
+    raw = unit_counts(data["cases"], data["evaluations"], data.get("rectifications"), period, ref.limits)
     check_units_known(ref, raw)
     counts = with_reference(ref, raw)
     numeric = {name: build(ref, counts) for name, build in ANNEX_BUILDERS.items()}

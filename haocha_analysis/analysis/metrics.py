@@ -7,7 +7,8 @@ issue can port it to a distributed engine:
 1. ``evaluations LEFT JOIN cases ON case_id`` (a linked evaluation takes its case's unit: the case wins);
 2. ``ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id)`` over linked attempt-1
    evaluations (row 1 = the case's first evaluation, later rows = duplicates);
-3. ``bad evaluations LEFT JOIN rectifications ON eval_id``;
+3. ``bad evaluations LEFT JOIN rectifications ON eval_id``, judged by the closed loop's one definition
+   (:func:`haocha_analysis.analysis.rectification.closed_loop`, the city's working-day limits);
 4. one 0/1 indicator column per count, then ``GROUP BY unit_id`` with ``SUM``; the case side
    (``cases`` per unit) is a second ``GROUP BY``; both are outer-joined on ``unit_id``.
 
@@ -18,15 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from haocha_analysis.core.calendar import add_working_days_series
-from haocha_analysis.core.config import BAD_SATISFACTION, RECTIFICATION_WORKING_DAYS
+from haocha_analysis.analysis.rectification import RECTIFICATION_COLUMNS, closed_loop, match_rectifications
+from haocha_analysis.core.config import BAD_SATISFACTION
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import link
 from haocha_analysis.core.periods import Period
-from haocha_analysis.core.schemas import CHANNEL_CODES, FOLLOW_UP_LEVELS, FOLLOW_UP_SATISFIED, ONSITE_CHANNELS
+from haocha_analysis.core.reference import ClosedLoopLimits
+from haocha_analysis.core.schemas import CHANNEL_CODES, ONSITE_CHANNELS
 
 # Columns the step reads (load only these: memory).
 CASE_COLUMNS = ["case_id", "unit_id", "finished_at"]
@@ -40,7 +40,6 @@ EVALUATION_COLUMNS = [
     "attempt",
     "active",
 ]
-RECTIFICATION_COLUMNS = ["eval_id", "verdict", "deadline", "rectified_at", "follow_up"]
 NEEDED_COLUMNS = {
     "cases": CASE_COLUMNS,
     "evaluations": EVALUATION_COLUMNS,
@@ -104,6 +103,7 @@ def unit_counts(
     evaluations: pd.DataFrame,
     rectifications: pd.DataFrame | None,
     period: Period,
+    limits: ClosedLoopLimits | None = None,
 ) -> pd.DataFrame:
     """Reduce the canonical records to per-unit counts for one period.
 
@@ -114,6 +114,8 @@ def unit_counts(
             evaluated_at; case_id, attempt and active default to empty, 1 and unknown).
         rectifications: canonical rectifications, or None when there are none.
         period: the statistical period P.
+        limits: the city's closed-loop limits (整改 working days when a row gives no deadline);
+            default: the national rule (:class:`~haocha_analysis.core.reference.ClosedLoopLimits`).
 
     Returns:
         One row per unit_id that has any record (column ``unit_id``, sorted), integer columns
@@ -184,7 +186,7 @@ def unit_counts(
     satisfaction = evaluations["satisfaction"].fillna(0).to_numpy(dtype=np.int64)
     is_bad = np.isin(satisfaction, BAD_SATISFACTION) & ~is_duplicate
     invalid, rectified, followup, satisfied, on_time = _rectification_flags(
-        evaluations, rectifications, is_bad
+        evaluations, rectifications, is_bad, limits or ClosedLoopLimits()
     )
     valid = is_bad & ~invalid
 
@@ -312,65 +314,32 @@ def source_system_counts(cases: pd.DataFrame, period: Period) -> pd.Series:
     return frame.set_index("source_system")["cases"].astype("int64")
 
 
-def default_deadlines(evaluated_at: pd.Series) -> pd.Series:
-    """The rectification deadline when the source gives none.
-
-    ``RECTIFICATION_WORKING_DAYS`` working days after the evaluation's date, by the package's working
-    day calendar (:mod:`haocha_analysis.core.calendar`).
-
-    Returns:
-        Deadline dates (midnight timestamps): a rectification on that day or earlier is on time.
-    """
-    return add_working_days_series(evaluated_at, RECTIFICATION_WORKING_DAYS)
-
-
 def _rectification_flags(
-    evaluations: pd.DataFrame, rectifications: pd.DataFrame, is_bad: np.ndarray
+    evaluations: pd.DataFrame,
+    rectifications: pd.DataFrame,
+    is_bad: np.ndarray,
+    limits: ClosedLoopLimits,
 ) -> tuple[np.ndarray, ...]:
-    """Invalid / rectified / follow-up / satisfied / on-time flags for the bad evaluations."""
+    """Invalid / rectified / follow-up / satisfied / on-time flags of the bad evaluations.
+
+    The closed loop's one definition (:func:`haocha_analysis.analysis.rectification.closed_loop`),
+    over every event in the data (no as-of date).
+    """
     n = len(evaluations)
     invalid, rectified, followup, satisfied, on_time = (np.zeros(n, dtype=bool) for _ in range(5))
     bad_rows = np.flatnonzero(is_bad)
     if not len(bad_rows) or not len(rectifications):
         return invalid, rectified, followup, satisfied, on_time
-    rect_ids = _arrow_str(rectifications["eval_id"])
-    if pc.count_distinct(rect_ids).as_py() != len(rect_ids):
-        dup = rectifications["eval_id"].duplicated(keep=False).to_numpy()
-        raise HaochaInputError(
-            "差评核实整改表中同一评价编号出现多次",
-            file="rectifications",
-            column="eval_id",
-            rows=(np.flatnonzero(dup) + 2).tolist(),
-            fix="每条差评只保留一条核实整改记录（保留最终结论）后重新导入",
-        )
-    rpos = pc.index_in(_arrow_str(evaluations["eval_id"]).take(pa.array(bad_rows)), value_set=rect_ids)
-    rpos = rpos.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    has = rpos >= 0
-    rows, rpos = bad_rows[has], rpos[has]
-    rect = rectifications.iloc[rpos]
-    invalid[rows] = (rect["verdict"].astype("str") == "invalid").to_numpy(dtype=bool)
-    if "rectified_at" in rect:
-        rectified_at = pd.to_datetime(rect["rectified_at"]).reset_index(drop=True)
-    else:
-        rectified_at = pd.Series(pd.NaT, index=range(len(rect)), dtype="datetime64[us]")
-    rectified[rows] = rectified_at.notna().to_numpy(dtype=bool)
-    if "follow_up" in rect:
-        follow = rect["follow_up"].astype("str").to_numpy(dtype=object)
-        followup[rows] = np.isin(follow, FOLLOW_UP_LEVELS)
-        satisfied[rows] = np.isin(follow, FOLLOW_UP_SATISFIED)
-    deadline = (
-        pd.to_datetime(rect["deadline"]).reset_index(drop=True)
-        if "deadline" in rect
-        else pd.Series(pd.NaT, index=range(len(rect)), dtype="datetime64[us]")
-    )
-    missing = deadline.isna()
-    if missing.any():
-        at = evaluations["evaluated_at"].iloc[rows].reset_index(drop=True)
-        deadline = deadline.where(~missing, default_deadlines(at[missing]).reindex(deadline.index))
-    # On time: rectified on or before the deadline's day (deadlines are days, not instants).
-    on_time[rows] = (
-        (rectified_at.dt.normalize() <= deadline.dt.normalize()).fillna(False).to_numpy(dtype=bool)
-    )
+    bad = evaluations.iloc[bad_rows].reset_index(drop=True)
+    loop = closed_loop(bad["evaluated_at"], match_rectifications(bad["eval_id"], rectifications), limits)
+    for flags, column in (
+        (invalid, "invalid"),
+        (rectified, "rectified"),
+        (followup, "followup"),
+        (satisfied, "satisfied"),
+        (on_time, "on_time"),
+    ):
+        flags[bad_rows] = loop[column].to_numpy(dtype=bool)
     return invalid, rectified, followup, satisfied, on_time
 
 
@@ -392,16 +361,6 @@ def _as_str_category(units: pd.Series) -> pd.Series:
     if isinstance(units.dtype, pd.CategoricalDtype) and units.cat.categories.dtype == "str":
         return units
     return units.astype("str").astype("category")
-
-
-def _arrow_str(values: pd.Series) -> pa.Array:
-    """A string column as an Arrow array (zero-copy for pandas' Arrow-backed str dtype)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype("str")
-    array = pa.array(values, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array if pa.types.is_large_string(array.type) else pc.cast(array, pa.large_string())
 
 
 def _require(frame: pd.DataFrame, table: str) -> None:

@@ -63,6 +63,7 @@ class StageResults:
     problems: str
     extracted_on: str | None = None
     coverage: Any = None  # core.coverage.Coverage: a partial period is said in the headline paragraph
+    rectification: Any = None  # analysis.rectification.Ledger: the 差评 ledger as of the extraction date
 
 
 @dataclass
@@ -89,6 +90,7 @@ class BulletinContext:
     narrative_file: str = ""
     doc_number: str = ""  # 发文字号, e.g. 淄审批字〔2023〕12号
     extra: dict[str, Any] = field(default_factory=dict)
+    rectification: Any = None  # analysis.rectification.Ledger (None: not computed)
 
 
 def cn_count(n: int) -> str:
@@ -286,6 +288,7 @@ def build_context(
         run_id=run_id,
         narrative_file=str(path),
         doc_number=doc_number.strip(),
+        rectification=getattr(results, "rectification", None),
     )
 
 
@@ -404,6 +407,32 @@ def annex_html(ctx: BulletinContext, name: str) -> str:
     return annex_table_html(
         ctx.annexes[name], name, ANNEX_LABELS[name], ctx.annex_titles[name], ctx.notes[name]
     )
+
+
+RECTIFICATION_ANNEX = "rectification_overdue"
+RECTIFICATION_ANNEX_TITLE = "{period_short}差评整改超期清单"
+
+
+def rectification_html(ctx: BulletinContext) -> str:
+    """The 差评整改 paragraph (counts, rates, overdue units named); empty when no 差评 is valid."""
+    from haocha_analysis.analysis.rectification_report import paragraph
+
+    ledger = ctx.rectification
+    if ledger is None or not ledger.has_valid:
+        return ""
+    return _paragraph(paragraph(ledger))
+
+
+def rectification_annex_html(ctx: BulletinContext) -> str:
+    """The ledger's overdue list as the last annex; empty when no 差评 is valid or none is overdue."""
+    from haocha_analysis.analysis.rectification_report import note_line, overdue_display
+
+    ledger = ctx.rectification
+    if ledger is None or not ledger.has_valid or ledger.overdue.empty:
+        return ""
+    label = f"附件{len(ANNEX_NAMES) + 1}"
+    title = RECTIFICATION_ANNEX_TITLE.format(period_short=ctx.period.short_cn())
+    return annex_table_html(overdue_display(ledger), RECTIFICATION_ANNEX, label, title, note_line(ledger))
 
 
 def annex_numbers(frame: pd.DataFrame) -> pd.DataFrame:

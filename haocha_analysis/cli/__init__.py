@@ -79,6 +79,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "quality": ("quality_cmd", "数据质检：关联度、5分钟及时性、完整性、重复与孤立记录。"),
     "tables": ("tables_cmd", "生成通报附件1–5（CSV、XLSX）、标题段数字与跨附件核对。"),
     "anomalies": ("anomalies_cmd", "异常发现：写出按严重程度排序的异常清单。"),
+    "rectification": ("rectification_cmd", "差评核实整改台账：阶段、工作日时限、超期清单与整改指标。"),
     "bulletin": ("bulletin_cmd", "生成季度通报：HTML、PDF、附件表格与运行清单。"),
     "run": ("bulletin_cmd", "定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"),
     "synth": ("synth_cmd", "生成合成“好差评”数据（规范表与 truth.json）。"),

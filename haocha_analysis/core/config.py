@@ -46,9 +46,17 @@ REPORT_DELAY_LIMIT = timedelta(minutes=5)
 # 补充评价: 山东 allows a supplementary evaluation within 5 working days after the case finished.
 SUPPLEMENTARY_EVALUATION_WORKING_DAYS = 5
 
-# 差评整改: default rectification deadline when the source gives none (鲁政办发〔2020〕10号 sets
-# the handling period for verified bad reviews; 15 working days is the configured default).
+# 差评闭环 (核实 → 整改 → 回访): default limits in working days, each overridable per city in
+# city.yml (``rectification:``) and, for 整改, per row by the data's ``deadline`` (docs/rectification.md).
+# 整改: the national rule (国办发〔2019〕51号) — a verified 差评 is rectified and the result fed back to
+# the citizen within at most 15 working days of the evaluation; cities may set less (e.g. 5).
 RECTIFICATION_WORKING_DAYS = 15
+# 核实: the texts say "及时/第一时间安排专人回访核实" without a number; our default is 3 working days
+# after the evaluation for the verdict (an invalid verdict counts when its 申诉 is approved).
+VERIFICATION_WORKING_DAYS = 3
+# 回访: the texts say the result is fed back "及时"; our default is 5 working days after the
+# rectification for the follow-up call recording the citizen's satisfaction.
+REVISIT_WORKING_DAYS = 5
 
 # Satisfaction levels that count as 差评 (鲁政办发〔2020〕10号: "后两个等级为差评").
 BAD_SATISFACTION = (1, 2)

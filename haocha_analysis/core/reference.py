@@ -15,7 +15,12 @@ import pandas as pd
 import pandera.pandas as pa
 import yaml
 
-from haocha_analysis.core.config import REFERENCE_DIRS
+from haocha_analysis.core.config import (
+    RECTIFICATION_WORKING_DAYS,
+    REFERENCE_DIRS,
+    REVISIT_WORKING_DAYS,
+    VERIFICATION_WORKING_DAYS,
+)
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.schemas import LEVELS
 
@@ -35,6 +40,68 @@ UNITS_SCHEMA = pa.DataFrameSchema(
 )
 
 
+@dataclass(frozen=True)
+class ClosedLoopLimits:
+    """Working-day limits of the 差评 closed loop (核实 → 整改 → 回访) of one city.
+
+    Set in city.yml under ``rectification:`` (``verify_working_days``, ``rectify_working_days``,
+    ``revisit_working_days``); a key left out takes the default of :mod:`haocha_analysis.core.config`.
+
+    Attributes:
+        verify_days: 核实 — working days after the evaluation's date for the verdict.
+        rectify_days: 整改 — working days after the evaluation's date for the rectification (the
+            national maximum is 15; a row's own ``deadline`` wins over it).
+        revisit_days: 回访 — working days after the rectification's date for the follow-up.
+    """
+
+    verify_days: int = VERIFICATION_WORKING_DAYS
+    rectify_days: int = RECTIFICATION_WORKING_DAYS
+    revisit_days: int = REVISIT_WORKING_DAYS
+
+
+# city.yml key under ``rectification:`` → (ClosedLoopLimits field, largest value accepted).
+LIMIT_KEYS = {
+    "verify_working_days": ("verify_days", 60),
+    "rectify_working_days": ("rectify_days", RECTIFICATION_WORKING_DAYS),
+    "revisit_working_days": ("revisit_days", 60),
+}
+LIMITS_BLOCK = "rectification"
+
+
+def closed_loop_limits(meta: dict, file: Path) -> ClosedLoopLimits:
+    """Parse city.yml's ``rectification:`` block; a wrong key or value is a clear error."""
+    block = meta.get(LIMITS_BLOCK)
+    if block is None:
+        return ClosedLoopLimits()
+    keys = "、".join(LIMIT_KEYS)
+    if not isinstance(block, dict):
+        raise HaochaInputError(
+            f"city.yml 的 {LIMITS_BLOCK} 应为键值表",
+            file=str(file),
+            column=LIMITS_BLOCK,
+            fix=f"写成 {keys}: 天数",
+        )
+    values = {}
+    for key, value in block.items():
+        if key not in LIMIT_KEYS:
+            raise HaochaInputError(
+                f"city.yml 的 {LIMITS_BLOCK} 中有未知的键 {key}",
+                file=str(file),
+                column=f"{LIMITS_BLOCK}.{key}",
+                fix=f"可用的键：{keys}",
+            )
+        name, largest = LIMIT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
+            raise HaochaInputError(
+                f"city.yml 的 {LIMITS_BLOCK}.{key} 应为 0–{largest} 的整数（工作日）",
+                file=str(file),
+                column=f"{LIMITS_BLOCK}.{key}",
+                fix="整改时限不超过国家规定的 15 个工作日；核实、回访时限按本地规定填写",
+            )
+        values[name] = value
+    return ClosedLoopLimits(**values)
+
+
 def normalize_name(name: str) -> str:
     """Fold the spellings exports disagree on: full/half width (NFKC), spaces, brackets."""
     s = unicodedata.normalize("NFKC", str(name)).strip()
@@ -50,6 +117,7 @@ class CityReference:
     units: pd.DataFrame
     matters: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
+    limits: ClosedLoopLimits = field(default_factory=ClosedLoopLimits)
 
     @property
     def city_name(self) -> str:
@@ -152,5 +220,12 @@ def load_city(city: str | Path) -> CityReference:
         else None
     )
     meta_file = path / "city.yml"
-    meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
-    return CityReference(key=path.name, path=path, units=units, matters=matters, meta=meta or {})
+    meta = (yaml.safe_load(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}) or {}
+    return CityReference(
+        key=path.name,
+        path=path,
+        units=units,
+        matters=matters,
+        meta=meta,
+        limits=closed_loop_limits(meta, meta_file),
+    )

@@ -28,6 +28,8 @@ CHANNEL_CODES = list(CHANNELS)
 ONSITE_CHANNELS = [c for c, (_, onsite) in CHANNELS.items() if onsite]
 
 VERDICTS = ("valid", "invalid")
+# 无效差评 reasons (核实为无效的原因): an invalid verdict names one of these codes.
+INVALID_REASONS = ("误评", "恶意差评", "与本办件无关", "重复评价", "其他")
 FOLLOW_UP_LEVELS = ("满意", "基本满意", "不满意")
 FOLLOW_UP_SATISFIED = ("满意", "基本满意")
 
@@ -78,6 +80,8 @@ RECTIFICATION_DTYPES: dict[str, str] = {
     "deadline": "datetime64[us]",
     "rectified_at": "datetime64[us]",
     "follow_up": "str",
+    "verified_at": "datetime64[us]",
+    "approved_at": "datetime64[us]",
 }
 # Optional columns with a default other than empty (contract: 评价次数 defaults to 1).
 DEFAULTS = {"attempt": 1}
@@ -175,11 +179,13 @@ RECTIFICATIONS_SCHEMA = pa.DataFrameSchema(
     {
         "eval_id": pa.Column(str, unique=True, nullable=False),
         "verdict": pa.Column("category", pa.Check.isin(VERDICTS), nullable=False),
-        "invalid_reason": pa.Column(str, **_nullable),
+        "invalid_reason": pa.Column(str, pa.Check.isin(INVALID_REASONS), **_nullable),
         "revisited_at": pa.Column("datetime64[us]", **_nullable),
         "deadline": pa.Column("datetime64[us]", **_nullable),
         "rectified_at": pa.Column("datetime64[us]", **_nullable),
         "follow_up": pa.Column(str, pa.Check.isin(FOLLOW_UP_LEVELS), **_nullable),
+        "verified_at": pa.Column("datetime64[us]", **_nullable),
+        "approved_at": pa.Column("datetime64[us]", **_nullable),
     },
     strict=False,
     coerce=False,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from haocha_analysis.core.schemas import INVALID_REASONS
+
 TABLE_KEYS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "eval_id"}
 TABLE_LABELS = {"cases": "办件表", "evaluations": "评价表", "rectifications": "差评整改表"}
 # Columns a flat export shares between its tables: they alone do not make a row hold a record.
@@ -14,7 +16,7 @@ KEY_COLUMNS = ("case_id", "eval_id", "unit_id", "matter_code", "region_code")
 FREE_TEXT = {
     "cases": ("matter_name", "source_system"),
     "evaluations": ("operator", "comment"),
-    "rectifications": ("invalid_reason",),
+    "rectifications": (),
 }
 # Excel serial dates accepted as timestamps: 20000 = 1954-10-03, 80000 = 2119-01-10. Numbers outside
 # this window are not dates (a YYYYMMDD number would otherwise become the year 57000).
@@ -53,9 +55,17 @@ VERDICT_LABELS = {
     "不属实": ("invalid", None),
     "误评": ("invalid", "误评"),
     "恶意差评": ("invalid", "恶意差评"),
-    "与办件无关": ("invalid", "与办件无关"),
-    "重复": ("invalid", "重复"),
-    "重复评价": ("invalid", "重复"),
+    "与办件无关": ("invalid", "与本办件无关"),
+    "与本办件无关": ("invalid", "与本办件无关"),
+    "重复": ("invalid", "重复评价"),
+    "重复评价": ("invalid", "重复评价"),
+}
+# 无效原因 as exports write it → the code list (core.schemas.INVALID_REASONS); keys are folded.
+INVALID_REASON_LABELS = {
+    **{code: code for code in INVALID_REASONS},
+    "与办件无关": "与本办件无关",
+    "重复": "重复评价",
+    "其它": "其他",
 }
 
 _BAD = object()  # a value that no code table knows

@@ -29,7 +29,16 @@ import pyarrow.parquet as pq
 from haocha_analysis.core import atomic
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
-from haocha_analysis.core.schemas import CHANNEL_CODES, DTYPES, REQUIRED, TABLES, VERDICTS, coerce, validate
+from haocha_analysis.core.schemas import (
+    CHANNEL_CODES,
+    DTYPES,
+    INVALID_REASONS,
+    REQUIRED,
+    TABLES,
+    VERDICTS,
+    coerce,
+    validate,
+)
 from haocha_analysis.ingest.privacy import not_a_key, scrub_frame
 
 
@@ -151,7 +160,21 @@ def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions
         )
 
 
-def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[str] | None) -> pd.DataFrame:
+# With ``origin``, every loaded row carries the file it came from and its row number there (a header
+# row counts in a CSV), so that a check across tables can name the file and rows a user opens.
+ORIGIN_COLUMNS = ("_file", "_row")
+
+
+def _with_origin(frame: pd.DataFrame, source: Path, first_row: int) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["_file"] = pd.Series(str(source), index=frame.index, dtype="str")
+    frame["_row"] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    return frame
+
+
+def _read_one(
+    data_dir: Path, table: str, period: Period | None, columns: list[str] | None, origin: bool = False
+) -> pd.DataFrame:
     data_dir = Path(data_dir)
     parts = partitions(data_dir, table)
     source = data_dir / table  # named in error messages
@@ -161,8 +184,12 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
         chosen = [parts[label] for label in labels]
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
         if not files:
-            return coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)[columns or slice(None)]
+            empty = coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)
+            empty = empty[columns or slice(None)]
+            return _with_origin(empty, source, 1) if origin else empty
         frames = [_read_parquet(f, table, columns) for f in files]
+        if origin:
+            frames = [_with_origin(f, path, 1) for f, path in zip(frames, files, strict=True)]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         # Partitions are read oldest first; a key stored in two partitions is not dropped here: the
         # linkage rule takes the first row and marks the others, the quality checks count them.
@@ -170,11 +197,17 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
     elif (path := data_dir / f"{table}.parquet").exists():
         source = path
         frame = _read_parquet(path, table, columns)
+        if origin:
+            frame = _with_origin(frame, path, 1)
     elif (path := data_dir / f"{table}.csv").exists():
         source = path
         frame = _read_csv(path, table, columns)
+        if origin:
+            frame = _with_origin(frame, path, 2)
     elif table == "rectifications":
         frame = pd.DataFrame(columns=columns or list(DTYPES[table]))
+        if origin:
+            frame = _with_origin(frame, source, 1)
     else:
         raise HaochaInputError(
             f"数据目录中找不到 {table} 表",
@@ -196,7 +229,8 @@ def _read_one(data_dir: Path, table: str, period: Period | None, columns: list[s
     if columns is None:
         return coerce(frame, table)
     # Optional columns the source lacks are added empty (attempt defaults to 1, as the contract says).
-    return coerce(frame[[c for c in frame.columns if c in columns]], table, columns=columns)
+    keep = [c for c in frame.columns if c in columns or (origin and c in ORIGIN_COLUMNS)]
+    return coerce(frame[keep], table, columns=columns)
 
 
 ACTIVE_TEXT = {"true": True, "false": False, "1": True, "0": False, "是": True, "否": False}
@@ -255,6 +289,10 @@ def check_values(frame: pd.DataFrame, table: str, source: Path, row_offset: int 
         "satisfaction": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 5), "不在 1–5 之间"),
         "attempt": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 127), "不在 1–127 之间"),
         "verdict": (lambda s: s.isin(VERDICTS), "不是 valid/invalid"),
+        "invalid_reason": (
+            lambda s: s.isin(INVALID_REASONS),
+            f"不在无效原因代码表中（{'、'.join(INVALID_REASONS)}）",
+        ),
     }
     if "evaluator_key" in frame:
         raw = not_a_key(frame["evaluator_key"])
@@ -282,6 +320,7 @@ def load_tables(
     tables: tuple[str, ...] = TABLES,
     columns: dict[str, list[str]] | None = None,
     check: bool = True,
+    origin: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Load canonical tables of a data folder, validated with the pandera models.
 
@@ -292,11 +331,12 @@ def load_tables(
         tables: which tables.
         columns: per table, the columns to read (default all).
         check: validate full tables against the canonical schema.
+        origin: add the columns ``_file`` and ``_row`` (where each row was read; ORIGIN_COLUMNS).
     """
     out = {}
     for table in tables:
         cols = (columns or {}).get(table)
-        frame = _read_one(Path(data_dir), table, period, cols)
+        frame = _read_one(Path(data_dir), table, period, cols, origin)
         if check and cols is None:
             validate_or_explain(frame, table, Path(data_dir) / table)
         out[table] = frame
@@ -308,6 +348,7 @@ def load_window(
     period: Period,
     columns: dict[str, list[str]] | None = None,
     tables: tuple[str, ...] = TABLES,
+    origin: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The one loading window of every entry point: the period plus the period before it.
 
@@ -322,10 +363,11 @@ def load_window(
         period: the statistical period.
         columns: per table, the columns to read (default: all canonical columns).
         tables: which tables.
+        origin: add the columns ``_file`` and ``_row`` naming where each row was read.
     """
     try:
         return load_tables(
-            Path(data_dir), period.with_previous(), tables=tables, columns=columns, check=False
+            Path(data_dir), period.with_previous(), tables=tables, columns=columns, check=False, origin=origin
         )
     except (KeyError, ValueError) as err:  # pyarrow reports a missing column as one of these
         raise HaochaInputError(

@@ -37,7 +37,7 @@ import psutil
 
 from haocha_analysis import quality
 from haocha_analysis.analysis import annexes as tables
-from haocha_analysis.analysis import anomalies
+from haocha_analysis.analysis import anomalies, rectification, rectification_report
 from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core.calendar import add_working_days
@@ -63,6 +63,7 @@ RUN_LOG = "run.log"
 DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
+RECTIFICATION_SUBDIR = "rectification"
 MEMORY_SAMPLE_SECONDS = 0.05  # RSS sampling interval of the stage recorder
 # Packages whose versions the manifest records (the ones that shape the numbers and the rendering).
 MANIFEST_PACKAGES = (
@@ -88,6 +89,7 @@ STAGE_LABELS = {
     "quality": "数据质检",
     "tables": "附件表格",
     "anomalies": "异常发现",
+    "rectification": "差评整改台账",
     "notebook": "执行通报 notebook",
     "html": "生成 HTML",
     "pdf": "生成 PDF",
@@ -349,6 +351,10 @@ def compute(
         result.headline["data_coverage"] = cov.as_dict()
         if out_dir is not None:
             tables.write_outputs(result, Path(out_dir))
+    with recorder.stage("rectification"):  # as of the 数据提取时间 the annexes print
+        ledger = rectification.ledger_for(ref, data, data_dir, period, result.extracted_on)
+        if out_dir is not None:
+            rectification_report.write_outputs(ledger, Path(out_dir) / RECTIFICATION_SUBDIR)
     with recorder.stage("anomalies"):
         findings = anomalies.detect(ref, data, period, history=history, settings=settings.anomalies)
         problems = anomalies.problems_paragraph(findings, ref, period)
@@ -361,6 +367,7 @@ def compute(
         problems=problems,
         extracted_on=extracted_on,
         coverage=cov,
+        rectification=ledger,
     )
 
 

@@ -40,6 +40,7 @@ from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.core.stats import binomial_tail_bound
 from haocha_analysis.ingest.storage import record_extraction, write_tables
+from haocha_analysis.synth.bad_reviews import add_bad_reviews
 from haocha_analysis.synth.inject import Injected, Injector
 from haocha_analysis.synth.matters import catalogue_arrays
 from haocha_analysis.synth.plan import (
@@ -266,6 +267,10 @@ def generate(
     rect = {"seed": int(valid_rng.integers(2**31)), "city_region": city_region}
     tables, order = to_frames(rec, plan, period, catalogue, f"{ref.key}-person", rect)
     truth = build_truth(ref, period, scale, seed, scen, plan, rec, inj.out, tables, order, missing)
+    if scen.get("bad_reviews"):  # the 差评 closed loop with known truth (synth/bad_reviews.py)
+        rng = _rng(seed, ref.key, period.label, "bad_reviews")
+        extracted = synthetic_extraction_date(period.label)
+        add_bad_reviews(ref, period, tables, truth, scen["bad_reviews"], rng, extracted)
     return SynthResult(
         tables=tables, truth=truth, plan=plan, period=period, seconds=time.perf_counter() - started
     )
@@ -620,7 +625,7 @@ def _stamp(city: str, period: str, scale: float, seed: int, scenario: str, histo
     for f in files:
         if Path(f).exists():
             digest.update(Path(f).read_bytes())
-    for module in ("generate", "plan", "records", "inject", "matters"):
+    for module in ("generate", "plan", "records", "inject", "matters", "bad_reviews"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return {
         "generator": GENERATOR_VERSION,

@@ -19,6 +19,7 @@ from haocha_analysis.core.calendar import is_workday
 from haocha_analysis.core.config import WORKDAY_END_HOUR, WORKDAY_START_HOUR
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.schemas import CHANNEL_CODES, coerce
+from haocha_analysis.core.schemas import INVALID_REASONS as INVALID_REASONS_CODES
 from haocha_analysis.synth.plan import (
     KIND_CITY,
     KIND_CITY_PUBLIC,
@@ -550,23 +551,32 @@ def to_frames(
     return tables, {"case_pos": case_pos, "eval_order": eval_order}
 
 
-INVALID_REASONS = ("误评", "恶意差评", "与办件无关", "重复")
+# 无效原因 drawn for invalid 差评: the code list (core.schemas.INVALID_REASONS) without 其他.
+INVALID_REASONS = INVALID_REASONS_CODES[:4]
 
 
 def rectification_rows(bad: pd.DataFrame, valid: np.ndarray, rect: dict) -> pd.DataFrame:
-    """One 核实整改 row per raw 差评: invalid (with a reason) unless marked valid."""
+    """One 核实整改 row per raw 差评: invalid (with a reason) unless marked valid.
+
+    The steps keep their order: verified (40 min – 1 day after the evaluation; an invalid verdict is
+    approved an hour later), rectified (valid only, 1 – 18 days, or 25 days when late), revisited
+    (valid only, 2 hours – 3 days after the rectification).
+    """
     rng = np.random.default_rng(rect.get("seed", 0))
     n = len(bad)
     ev = bad["evaluated_at"].to_numpy().astype("datetime64[s]").astype(np.int64)
     reasons = np.array(INVALID_REASONS, dtype=object)[
         rng.choice(4, n, p=rect.get("invalid_reason_p", [0.45, 0.2, 0.25, 0.1]))
     ]
-    revisited = ev + rng.integers(2 * 3600, 3 * DAY, n)
+    offset = rng.integers(2 * 3600, 3 * DAY, n)
+    verified = ev + offset // 3
+    approved = np.where(valid, NA, verified + 3600)
     deadline = (
         ev // DAY + 22
     ) * DAY - 1  # 15 working days (config.RECTIFICATION_WORKING_DAYS) ≈ 3 weeks, end of day
     late = rng.random(n) < rect.get("late_share", 0.1)
     rectified = np.where(valid, ev + np.where(late, 25 * DAY, rng.integers(DAY, 18 * DAY, n)), NA)
+    revisited = np.where(valid, rectified + offset, NA)
     follow = np.where(
         valid, rng.choice(np.array(["满意", "基本满意", "不满意"], dtype=object), n, p=[0.7, 0.2, 0.1]), None
     )
@@ -579,5 +589,7 @@ def rectification_rows(bad: pd.DataFrame, valid: np.ndarray, rect: dict) -> pd.D
             "deadline": _ts(deadline),
             "rectified_at": _ts(rectified),
             "follow_up": follow,
+            "verified_at": _ts(verified),
+            "approved_at": _ts(approved),
         }
     )

@@ -13,12 +13,13 @@ from haocha_analysis.analysis.metrics import (
     COUNT_COLUMNS,
     CountsInvariantError,
     check_counts,
-    default_deadlines,
     source_system_counts,
     unit_counts,
 )
+from haocha_analysis.analysis.rectification import rectify_deadlines
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.reference import ClosedLoopLimits
 from haocha_analysis.core.schemas import CHANNEL_CODES, coerce, empty
 
 Q2 = parse_period("2023Q2")
@@ -178,6 +179,10 @@ def test_active_true_false_unknown():
     assert r["eval_onsite"] == 1 and r["ch_system_default"] == 1
 
 
+def default_deadlines(evaluated_at: pd.Series) -> pd.Series:
+    return rectify_deadlines(evaluated_at, None, ClosedLoopLimits())
+
+
 def test_on_time_uses_the_working_day_calendar_when_no_deadline():
     # 2023-04-28 + 15 working days (劳动节 holiday, 4-23 and 5-6 make-up days) = 2023-05-23
     assert default_deadlines(pd.Series(pd.to_datetime(["2023-04-28 16:00"]))).iloc[0] == pd.Timestamp(
@@ -199,6 +204,26 @@ def test_on_time_uses_the_working_day_calendar_when_no_deadline():
     r = row(unit_counts(cases, evals, rects, Q2), "A")
     assert r["eval_rectified_on_time"] == 1
     assert (r["case_rectified_followup"], r["case_rectified_satisfied"]) == (2, 1)
+
+
+def test_the_citys_rectify_limit_decides_on_time():
+    # 2023-04-28 + 5 working days: 5-4, 5-5, 5-6 (调休 Saturday), 5-8, 5-9 → 2023-05-09
+    cases = cases_frame([("c1", "A", "2023-04-28"), ("c2", "A", "2023-04-28")])
+    evals = evals_frame(
+        [
+            ("e1", "c1", "A", "pc", 1, "2023-04-28 16:00", 1, True),
+            ("e2", "c2", "A", "pc", 2, "2023-04-28 16:00", 1, True),
+        ]
+    )
+    rects = rects_frame(
+        [
+            ("e1", "valid", None, "2023-05-09 17:00", "满意"),  # the 5th working day
+            ("e2", "valid", None, "2023-05-10 09:00", "满意"),  # the 6th
+        ]
+    )
+    five = unit_counts(cases, evals, rects, Q2, ClosedLoopLimits(rectify_days=5))
+    assert row(five, "A")["eval_rectified_on_time"] == 1
+    assert row(unit_counts(cases, evals, rects, Q2), "A")["eval_rectified_on_time"] == 2
 
 
 def test_deadline_outside_calendar_years_falls_back_to_weekdays():

@@ -368,3 +368,50 @@ def test_latest_is_the_last_complete_quarter():
 
     assert resolve_period("latest", today=date(2024, 2, 10)).label == "2023Q4"
     assert os.fspath(pipeline.NOTEBOOK).endswith("notebooks/bulletin.ipynb")
+
+
+# --- the 差评整改 paragraph and annex -------------------------------------------------------------
+
+
+def test_rectification_parts_appear_only_with_valid_bad_reviews(qinghe):
+    from datetime import date
+    from types import SimpleNamespace
+
+    from haocha_analysis.analysis.rectification import build_ledger
+    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.schemas import coerce
+
+    period = parse_period("2023Q4")
+    cases = coerce(
+        pd.DataFrame(
+            {"case_id": ["c1", "c2"], "unit_id": "qh-d1-t1", "finished_at": pd.Timestamp("2023-10-09")}
+        ),
+        "cases",
+    )
+    evals = coerce(
+        pd.DataFrame(
+            {
+                "eval_id": ["e1", "e2"],
+                "case_id": ["c1", "c2"],
+                "unit_id": "qh-d1-t1",
+                "channel": "pc",
+                "satisfaction": [1, 2],
+                "evaluated_at": pd.to_datetime(["2023-10-09 10:00", "2023-10-09 11:00"]),
+            }
+        ),
+        "evaluations",
+    )
+    ctx = SimpleNamespace(rectification=None, period=period)
+    assert render.rectification_html(ctx) == "" and render.rectification_annex_html(ctx) == ""
+    invalid = coerce(pd.DataFrame({"eval_id": ["e1", "e2"], "verdict": "invalid"}), "rectifications")
+    data = {"cases": cases, "evaluations": evals, "rectifications": invalid}
+    ctx.rectification = build_ledger(qinghe, data, period, date(2023, 12, 29))
+    assert render.rectification_html(ctx) == "" and render.rectification_annex_html(ctx) == ""
+    valid = coerce(pd.DataFrame({"eval_id": ["e1", "e2"], "verdict": "valid"}), "rectifications")
+    ctx.rectification = build_ledger(qinghe, {**data, "rectifications": valid}, period, date(2023, 12, 29))
+    paragraph = render.rectification_html(ctx)
+    assert "有效差评2件" in paragraph and "东湖区湖滨街道便民服务中心（2件）" in paragraph
+    annex = render.rectification_annex_html(ctx)
+    table = parse_annexes(annex)[render.RECTIFICATION_ANNEX]
+    assert "附件6" in annex and "第四季度差评整改超期清单" in annex
+    assert [row[3] for row in table["tbody"]] == ["e1", "e2"] and table["tbody"][0][6] == "整改"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from haocha_analysis.analysis import rectification, rectification_report
 from haocha_analysis.bulletin import render
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.ingest.storage import write_tables
@@ -62,8 +65,15 @@ def qinghe_quarter(units: pd.DataFrame, seed: int = 7) -> dict[str, pd.DataFrame
             "evaluator_key": [f"{i:016x}" for i in range(n)],
         }
     )
-    bad = evaluations.loc[evaluations["satisfaction"] <= 2, "eval_id"]
-    rectifications = pd.DataFrame({"eval_id": bad, "verdict": "invalid", "invalid_reason": "误评"})
+    bad = evaluations.loc[evaluations["satisfaction"] <= 2, ["eval_id", "evaluated_at"]]
+    rectifications = pd.DataFrame({"eval_id": bad["eval_id"], "verdict": "invalid", "invalid_reason": "误评"})
+    rectifications["approved_at"] = bad["evaluated_at"] + pd.Timedelta(hours=3)
+    # two valid 差评: one rectified and followed up, one never rectified (overdue by the extraction date)
+    first, second = rectifications.index[:2]
+    rectifications.loc[[first, second], ["verdict", "invalid_reason", "approved_at"]] = ["valid", None, None]
+    rectifications.loc[first, "rectified_at"] = bad.at[first, "evaluated_at"] + pd.Timedelta(days=2)
+    rectifications.loc[first, "revisited_at"] = bad.at[first, "evaluated_at"] + pd.Timedelta(days=3)
+    rectifications.loc[first, "follow_up"] = "满意"
     return {"cases": cases, "evaluations": evaluations, "rectifications": rectifications}
 
 
@@ -117,7 +127,7 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     # every annex cell equals the library's table
     expected = library_tables(ref, data_dir, period)
     parsed = parse_annexes(html)
-    assert set(parsed) == set(render.ANNEX_NAMES)
+    assert set(parsed) - {render.RECTIFICATION_ANNEX} == set(render.ANNEX_NAMES)
     for name in render.ANNEX_NAMES:
         assert parsed[name]["tbody"] == expected.annexes[name].values.tolist(), name
         assert expected.notes[name] in html
@@ -127,6 +137,15 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     assert f"评价数据{expected.headline['total_evaluations']}件" in html
     assert f"通过对{render.period_name(per)}评价数据综合分析" in html
     assert html.count('<figure class="chart">') == 3
+    # the 差评整改 paragraph and the overdue annex: only when the period has valid 差评
+    ledger = rectification.build_ledger(ref, pipeline.load_data(data_dir, per), per, date(2023, 7, 4))
+    if ledger.has_valid:
+        assert escape(rectification_report.paragraph(ledger)) in html
+        overdue = rectification_report.overdue_display(ledger)
+        assert parsed[render.RECTIFICATION_ANNEX]["tbody"] == overdue.astype("str").values.tolist()
+    else:
+        assert "差评整改超期清单" not in html and render.RECTIFICATION_ANNEX not in parsed
+    assert (out / "rectification" / "rectification_ledger.csv").exists()
     # PDF: headline figures, district names, CJK fonts
     text, fonts, pages = pdf_text_and_fonts(out / "bulletin.pdf")
     flat = re.sub(r"\s+", "", text)

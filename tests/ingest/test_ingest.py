@@ -677,3 +677,41 @@ def test_repeated_header_and_oversized_attempt_are_clear_errors(tmp_path, qinghe
         assert result.exit_code == 2, result.output
         assert words in result.output and str(path) in result.output
         assert not out.exists()
+
+
+def test_invalid_reasons_map_onto_the_code_list(tmp_path):
+    evals = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
+    rect = write(
+        tmp_path / "rect.csv",
+        [
+            "评价编号,核实结论,无效原因,核实时间,审核通过时间",
+            "E2,无效,与办件无关,2023-05-11 09:00:00,2023-05-11 10:00:00",
+        ],
+    )
+    out = tmp_path / "out"
+    result = run_ingest(bare_profile(tmp_path), [evals, rect], out)
+    assert result.exit_code == 0, result.output
+    got = load_tables(out, tables=("rectifications",))["rectifications"]
+    assert got["invalid_reason"].tolist() == ["与本办件无关"]
+    assert got["verified_at"].tolist() == [pd.Timestamp("2023-05-11 09:00")]
+    assert got["approved_at"].tolist() == [pd.Timestamp("2023-05-11 10:00")]
+    # a verdict label that names the reason fills it: 重复 → 重复评价
+    write(rect, ["评价编号,核实结论", "E2,重复"])
+    assert run_ingest(bare_profile(tmp_path), [evals, rect], tmp_path / "out2").exit_code == 0
+    again = load_tables(tmp_path / "out2", tables=("rectifications",))["rectifications"]
+    assert again["invalid_reason"].tolist() == ["重复评价"]
+
+
+def test_an_invalid_reason_outside_the_code_list_is_refused(tmp_path):
+    evals = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
+    rect = write(tmp_path / "rect.csv", ["评价编号,核实结论,无效原因", "E2,无效,群众误操作13800138000"])
+    out = tmp_path / "out"
+    message = assert_input_error(
+        run_ingest(bare_profile(tmp_path), [evals, rect], out),
+        out,
+        "rect.csv",
+        "列：无效原因",
+        "行号（前10个）：2",
+        "误评、恶意差评、与本办件无关、重复评价、其他",
+    )
+    assert "13800138000" not in message

@@ -184,7 +184,10 @@ def test_bad_reviews_are_judged_invalid(small):
     assert len(bad) > 0
     assert set(rect["eval_id"]) == set(bad["eval_id"])
     assert (rect["verdict"] == "invalid").all()
-    assert rect["invalid_reason"].isin(["误评", "恶意差评", "与办件无关", "重复"]).all()
+    assert rect["invalid_reason"].isin(["误评", "恶意差评", "与本办件无关", "重复评价"]).all()
+    # every invalid verdict is audited: verified after the evaluation, approved after the verification
+    at = rect["eval_id"].map(ev.set_index("eval_id")["evaluated_at"])
+    assert (rect["verified_at"] > at).all() and (rect["approved_at"] > rect["verified_at"]).all()
 
 
 def test_followups_ids_keys_matters_systems(zibo, small):

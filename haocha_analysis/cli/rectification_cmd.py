@@ -1,0 +1,47 @@
+"""The haocha rectification command: the 差评 ledger (核实 → 整改 → 回访) as of a date."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
+
+
+@click.command("rectification")
+@city_option
+@period_option
+@data_option
+@out_option
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="台账日期 YYYY-MM-DD：此日之后的核实、整改、回访视为尚未发生（默认：数据提取日期，未记录则为当天）",
+)
+@user_errors
+def rectification_command(
+    city: str, period: str, data_dir: Path, out_dir: Path, as_of: datetime | None
+) -> None:
+    """差评核实整改台账：每条差评的阶段、工作日时限与超期标记，按单位、区县的整改指标（CSV、XLSX）。"""
+    from haocha_analysis.analysis.rectification import open_ledger
+    from haocha_analysis.analysis.rectification_report import write_outputs
+
+    ledger = open_ledger(city, period, data_dir, as_of.date() if as_of else None)
+    paths = write_outputs(ledger, out_dir)
+    total = ledger.by_district.iloc[-1]
+    click.echo(
+        f"{ledger.city} {ledger.period.title_cn()} 差评台账（截至 {ledger.as_of.isoformat()}）："
+        f"差评 {int(total['bad'])} 件，"
+        f"有效 {int(total['valid'])} 件，无效 {int(total['invalid'])} 件，"
+        f"已整改 {int(total['rectified'])} 件（按时 {int(total['on_time'])} 件），"
+        f"超期 {int(total['overdue'])} 件"
+    )
+    for path in paths:
+        click.echo(f"  {path}")
+
+
+COMMANDS = [rectification_command]
