@@ -33,6 +33,7 @@ def _commands() -> list[click.Command]:
         default=None,
         help="通报文字模板 bulletin.yml；省略时用城市参考目录中的模板",
     )
+    @click.option("--issued-on", default=None, help="成文日期 YYYY-MM-DD（落款）；省略时为运行当天")
     @user_errors
     def bulletin(
         city: str,
@@ -41,11 +42,14 @@ def _commands() -> list[click.Command]:
         out_dir: Path | None,
         extracted_on: str | None,
         narrative_file: Path | None,
+        issued_on: str | None,
     ) -> None:
-        """生成季度通报：执行 notebook，输出无代码的 HTML 与 PDF、附件表格与运行清单。"""
+        """生成季度通报：执行 notebook，输出无代码的 HTML、PDF 与 Word 公文、附件表格与运行清单。"""
         from haocha_analysis.pipeline import run as pipeline
 
-        pipeline.cli_entry(city, period, data_dir, out_dir, extracted_on, narrative_file, ingest=False)
+        pipeline.cli_entry(
+            city, period, data_dir, out_dir, extracted_on, narrative_file, ingest=False, issued_on=issued_on
+        )
 
     @click.command("run")
     @click.option("--city", required=True, help=city_help)
@@ -71,6 +75,14 @@ def _commands() -> list[click.Command]:
         default=None,
         help="通报文字模板 bulletin.yml",
     )
+    @click.option("--issued-on", default=None, help="成文日期 YYYY-MM-DD（落款）；省略时为运行当天")
+    @click.option(
+        "--unit-level",
+        type=click.Choice(["district", "city_dept", "district_dept", "none"]),
+        default="district",
+        show_default=True,
+        help="同时生成单位报告的层级（units/<单位编码>.html、.pdf）；none 表示不生成",
+    )
     @user_errors
     def run(
         city: str,
@@ -81,8 +93,10 @@ def _commands() -> list[click.Command]:
         profile: Path | None,
         extracted_on: str | None,
         narrative_file: Path | None,
+        issued_on: str | None,
+        unit_level: str,
     ) -> None:
-        """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"""
+        """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报 → 单位报告。"""
         from haocha_analysis.pipeline import run as pipeline
 
         pipeline.cli_entry(
@@ -95,6 +109,8 @@ def _commands() -> list[click.Command]:
             ingest=True,
             inbox=inbox,
             profile=profile,
+            unit_level=None if unit_level == "none" else unit_level,
+            issued_on=issued_on,
         )
 
     return [bulletin, run]

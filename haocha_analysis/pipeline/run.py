@@ -37,7 +37,7 @@ import psutil
 from haocha_analysis import quality
 from haocha_analysis.analysis import annexes as tables
 from haocha_analysis.analysis import anomalies
-from haocha_analysis.bulletin import render
+from haocha_analysis.bulletin import docx, index, render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
 from haocha_analysis.core.errors import HaochaInputError
@@ -46,6 +46,7 @@ from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.ingest import build as ingest
 from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
+from haocha_analysis.pipeline import units
 from haocha_analysis.synth import generate as synth
 
 log = logging.getLogger("haocha.pipeline")
@@ -73,6 +74,7 @@ MANIFEST_PACKAGES = (
     "pydyf",
     "chinesecalendar",
     "openpyxl",
+    "python-docx",
 )
 STAGE_LABELS = {
     "ingest": "按需导入",
@@ -84,6 +86,8 @@ STAGE_LABELS = {
     "notebook": "执行通报 notebook",
     "html": "生成 HTML",
     "pdf": "生成 PDF",
+    "docx": "生成 Word 公文",
+    "units": "生成单位报告",
 }
 
 
@@ -435,21 +439,27 @@ def _stderr_to(path: Path | None) -> Iterator[None]:
 
 
 def execute_notebook(
-    output: Path, parameters: dict[str, Any], interactive: bool, log_file: Path | None = None
+    output: Path,
+    parameters: dict[str, Any],
+    interactive: bool,
+    log_file: Path | None = None,
+    *,
+    notebook_path: Path = NOTEBOOK,
 ) -> None:
-    """Execute the bulletin notebook with papermill: typed parameters, the project kernel, explicit cwd.
+    """Execute a notebook with papermill: typed parameters, the project kernel, explicit cwd.
 
     Args:
         output: the executed notebook to write.
         parameters: typed values for the ``parameters`` cell (never ``-p`` strings).
         interactive: show papermill's progress bar (a terminal).
         log_file: when not interactive, where the kernel's own stderr goes.
+        notebook_path: the notebook to run (default: the bulletin's).
     """
     import papermill as pm
 
     with _stderr_to(None if interactive else log_file):
         pm.execute_notebook(
-            str(NOTEBOOK),
+            str(notebook_path),
             str(output),
             parameters=parameters,
             kernel_name=KERNEL_NAME,
@@ -509,6 +519,8 @@ def build_bulletin(
     profile: Path | None = None,
     interactive: bool = False,
     pdf: bool = True,
+    unit_level: str | None = None,
+    issued_on: str | None = None,
 ) -> RunResult:
     """Produce the bulletin of one city and period into ``out_dir`` (default ``reports/<city>/<period>/``).
 
@@ -524,6 +536,8 @@ def build_bulletin(
         profile: their source profile.
         interactive: print progress per stage (a terminal).
         pdf: also print the PDF (benchmarks of the HTML alone may turn it off).
+        unit_level: also make a report per unit of this level into ``units/`` (``haocha run``: districts).
+        issued_on: 成文日期 of the 落款 (YYYY-MM-DD); None means the run date.
 
     Raises:
         BulletinFailed: a stage failed (the failing notebook cell's error included); the previous
@@ -532,14 +546,17 @@ def build_bulletin(
     """
     ref = load_city(city)
     per = resolve_period(period)
-    if extracted_on:
+    for value, option, label in (
+        (extracted_on, "--extracted-on", "数据提取时间"),
+        (issued_on, "--issued-on", "成文日期"),
+    ):
+        if not value:
+            continue
         try:
-            date.fromisoformat(str(extracted_on))
+            date.fromisoformat(str(value))
         except ValueError as err:
             raise HaochaInputError(
-                f"数据提取时间“{extracted_on}”无法识别",
-                column="--extracted-on",
-                fix="写成 YYYY-MM-DD，如 2023-07-04",
+                f"{label}“{value}”无法识别", column=option, fix="写成 YYYY-MM-DD，如 2023-07-04"
             ) from err
     target = Path(out_dir) if out_dir else REPORTS_DIR / ref.key / per.label
     target = target if target.is_absolute() else Path.cwd() / target
@@ -584,7 +601,7 @@ def build_bulletin(
             "narrative_file": str(narrative),
             "results_file": str(results_file),
             "run_id": run_id,
-            "issued_on": started.date().isoformat(),
+            "issued_on": issued_on or started.date().isoformat(),
         }
         notebook_out = staging / "bulletin.ipynb"
         with recorder.stage("notebook"):
@@ -594,6 +611,27 @@ def build_bulletin(
                 if type(err).__name__ == "PapermillExecutionError":
                     raise BulletinFailed(_notebook_failure(err)) from err
                 raise
+        with recorder.stage("docx"):  # the Word 公文, from the same context as the notebook's
+            ctx = load_context(**parameters)
+            docx.write_docx(ctx, staging / docx.DOCX_NAME, docx.template_path(ref))
+            del ctx
+        if unit_level:
+            with recorder.stage("units"):  # the same stage results, read by every unit's notebook
+                with open(results_file, "rb") as fh:
+                    inputs = units.unit_inputs(parameters["city"], per, pickle.load(fh), data_path)
+                units.write_unit_reports(
+                    ref,
+                    parameters["city"],
+                    per,
+                    inputs,
+                    staging / units.UNITS_SUBDIR,
+                    level=unit_level,
+                    run_id=run_id,
+                    interactive=interactive,
+                    pdf=pdf,
+                    log_file=staging / RUN_LOG,
+                )
+                del inputs
         results_file.unlink()
         title = _bulletin_title(notebook_out, ref, per)
         with recorder.stage("html"):
@@ -637,6 +675,8 @@ def build_bulletin(
         log.removeHandler(file_log)
         file_log.close()
         _publish(staging, target, run_id)
+        if target.resolve().parent.parent == REPORTS_DIR.resolve():
+            index.write_index(REPORTS_DIR)  # reports/index.html lists every city and period
         return RunResult(run_id, target, target / "bulletin.html", target / "bulletin.pdf", manifest)
     except BaseException as err:
         log.error("失败：%s", err, exc_info=not isinstance(err, BulletinFailed | HaochaInputError))
@@ -693,6 +733,8 @@ def cli_entry(
     ingest: bool,
     inbox: Path | None = None,
     profile: Path | None = None,
+    unit_level: str | None = None,
+    issued_on: str | None = None,
 ) -> None:
     """What ``haocha bulletin`` and ``haocha run`` do: run, report, and exit non-zero on failure."""
     interactive = sys.stderr.isatty()
@@ -711,6 +753,8 @@ def cli_entry(
                 inbox=inbox,
                 profile=profile,
                 interactive=interactive,
+                unit_level=unit_level,
+                issued_on=issued_on,
             )
     except BulletinFailed as err:
         print(f"错误：{err}", file=sys.stderr)

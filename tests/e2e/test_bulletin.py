@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from docx_checks import assert_annexes_equal_csvs, runs_without_east_asian_font
 from test_render import parse_annexes
 
 from haocha_analysis.bulletin import render
@@ -126,7 +127,7 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     assert f"关于{per.title_cn()}<br/>政务服务“好差评”工作情况的通报" in html.replace("<br>", "<br/>")
     assert f"评价数据{expected.headline['total_evaluations']}件" in html
     assert f"通过对{render.period_name(per)}评价数据综合分析" in html
-    assert html.count('<figure class="chart">') == 3
+    assert html.count('<figure class="chart"') == 3
     # PDF: headline figures, district names, CJK fonts
     text, fonts, pages = pdf_text_and_fonts(out / "bulletin.pdf")
     flat = re.sub(r"\s+", "", text)
@@ -135,8 +136,24 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     for district in ref.districts:
         assert district in flat
     assert fonts and all("CJK" in f for f in fonts), fonts
+    # the Word 公文: every annex cell equals the CSV beside it; headline figures; fonts on every run
+    from docx import Document
+
+    assert_annexes_equal_csvs(out / "bulletin.docx", out)
+    doc = Document(str(out / "bulletin.docx"))
+    assert f"评价数据{expected.headline['total_evaluations']}件" in "".join(p.text for p in doc.paragraphs)
+    assert runs_without_east_asian_font(doc) == []
+    # interactive HTML: the annex tables sort, the charts carry their values for hovering
+    assert html.count("data-tips=") == 3 and "makeSortable" in html
     # outputs beside the notebook, and the manifest
-    for name in ("bulletin.ipynb", "annexes.xlsx", "headline.json", "manifest.json", "run.log"):
+    for name in (
+        "bulletin.ipynb",
+        "bulletin.docx",
+        "annexes.xlsx",
+        "headline.json",
+        "manifest.json",
+        "run.log",
+    ):
         assert (out / name).exists(), name
     assert all((out / f"{name}.csv").exists() for name in render.ANNEX_NAMES)
     assert any((out / "quality").iterdir()) and any((out / "anomalies").iterdir())
@@ -151,11 +168,13 @@ def check_run(result, data_dir, ref, period="2023Q2"):
         "notebook",
         "html",
         "pdf",
+        "docx",
     }
     assert all(s["status"] == "ok" for s in manifest["stages"])
     assert any("cases/period=2023Q2" in k for k in manifest["inputs"])
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in manifest["inputs"].values())
     assert manifest["packages"]["papermill"] and manifest["pdf_pages"] == pages
+    assert "bulletin.docx" in manifest["outputs"]
     # the executed notebook records its parameters
     nb = json.loads((out / "bulletin.ipynb").read_text(encoding="utf-8"))
     assert nb["metadata"]["papermill"]["parameters"]["run_id"] == result.run_id
