@@ -352,7 +352,7 @@ def _header_html(columns: list[str], groups: dict[str, str] | None) -> str:
 def annex_table_html(frame: pd.DataFrame, name: str, label: str, title: str, note: str) -> str:
     """One annex as a bulletin table: 序号 column, official row order, "/" kept, 汇总/总数 rows bold.
 
-    An empty ``label`` or ``note`` is left out (the unit reports' tables have neither).
+    An empty ``label``, ``title`` or ``note`` is left out (the unit reports' tables have none).
 
     The cells are the library's string table unchanged (tests compare them cell for cell).
     """
@@ -370,10 +370,10 @@ def annex_table_html(frame: pd.DataFrame, name: str, label: str, title: str, not
         rows.append(f'<tr class="total">{cells}</tr>' if total else f"<tr>{cells}</tr>")
     wide = " wide" if name in WIDE_ANNEXES else ""
     label_html = f'<p class="annex-label">{escape(label)}：</p>' if label else ""
+    title_html = f'<h3 class="annex-title">{escape(title)}</h3>' if title else ""
     note_html = f'<p class="annex-note">{escape(note)}</p>' if note else ""
     return (
-        f'<section class="annex{wide}" id="{escape(name)}">{label_html}'
-        f'<h3 class="annex-title">{escape(title)}</h3>'
+        f'<section class="annex{wide}" id="{escape(name)}">{label_html}{title_html}'
         f'<table class="annex" data-annex="{escape(name)}">'
         f"<thead>{_header_html(columns, HEADER_GROUPS.get(name))}</thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{note_html}</section>"

@@ -37,11 +37,11 @@ from haocha_analysis.core.text import NOT_APPLICABLE, format_ratio
 
 UNIT_LEVELS = ("district", "city_dept", "district_dept")
 TREND_PERIODS = 4  # this period and the three before it
-MAX_FINDINGS = 8  # a report stays within two pages: the rest are in anomalies.csv
+MAX_FINDINGS = 6  # a report stays within two pages: the rest are in anomalies.csv
 MAX_QUALITY_ROWS = 6
 MAX_PEER_ROWS = 15  # the whole level is listed when it is this small (districts)
-EVIDENCE_IDS = 3  # example record ids shown per finding
-TREND_CHART_HEIGHT_IN = 2.2  # lower than the bulletin's charts: the report keeps to two pages
+EVIDENCE_IDS = 2  # example record ids shown per finding
+TREND_CHART_HEIGHT_IN = 1.9  # lower than the bulletin's charts: the report keeps to two pages
 NAME = "单位"
 FIGURE_COLUMNS = ["办件数", "评价数", "评价率", "主动评价数", "主动评价率", "差评数", "整改满意率"]
 QUALITY_COLUMNS = [
@@ -282,7 +282,7 @@ def header_html(uctx: UnitContext) -> str:
 
 def figures_html(uctx: UnitContext) -> str:
     """The unit's figures beside its level's average and the city's, with its rank in the level."""
-    table = annex_table_html(uctx.figures, "unit_figures", "", "主要指标", "")
+    table = annex_table_html(uctx.figures, "unit_figures", "", "", "")
     note = "同级平均：计数为同级单位的平均数，比率为同级单位合计计算；排名按数值从高到低。"
     return _section("一、主要指标与同级排名", table + f'<p class="annex-note">{escape(note)}</p>')
 
@@ -294,7 +294,7 @@ def trend_html(uctx: UnitContext) -> str:
     fig.set_size_inches(charts.CHART_WIDTH_IN, TREND_CHART_HEIGHT_IN)
     chart = charts.figure_html(fig, f"{uctx.unit_name}近{len(trend)}个统计期评价数与主动评价占比")
     shown = to_display(trend.assign(序号=range(1, len(trend) + 1))[["序号", "统计期", *FIGURE_COLUMNS]])
-    table = annex_table_html(shown.drop(columns=["序号"]), "unit_trend", "", "各统计期指标", "")
+    table = annex_table_html(shown.drop(columns=["序号"]), "unit_trend", "", "", "")
     if len(trend) == 1:
         table += '<p class="annex-note">数据目录中没有此前统计期的数据，仅列本期。</p>'
     return _section("二、近期走势", chart + table)
@@ -303,21 +303,20 @@ def trend_html(uctx: UnitContext) -> str:
 def findings_html(uctx: UnitContext) -> str:
     """The unit's anomaly findings, most severe first, each with its evidence (example record ids)."""
     if uctx.findings.empty:
-        return _section("三、异常发现", '<p class="body-text">本期未发现异常。</p>')
+        return _section("三、异常发现（按严重程度）", '<p class="body-text">本期未发现异常。</p>')
     rows = pd.DataFrame(
         {
             NAME: uctx.findings["unit_name"].astype("str").to_numpy(),
             "异常类型": uctx.findings["kind_cn"].astype("str").to_numpy(),
             "说明": uctx.findings["description"].astype("str").to_numpy(),
             "示例记录": [_evidence(v) for v in uctx.findings["evidence"]],
-            "涉及记录数": [_count_text(v) for v in uctx.findings["records"]],
         }
     )
-    body = annex_table_html(rows, "unit_findings", "", "异常清单（按严重程度）", "")
+    body = annex_table_html(rows, "unit_findings", "", "", "")
     if uctx.findings_total > len(uctx.findings):
         more = uctx.findings_total - len(uctx.findings)
         body += f'<p class="annex-note">另有 {more} 条，见本期 anomalies/anomalies.csv。</p>'
-    return _section("三、异常发现", body)
+    return _section("三、异常发现（按严重程度）", body)
 
 
 def _evidence(value: Any) -> str:
@@ -332,8 +331,8 @@ def quality_html(uctx: UnitContext) -> str:
     """The units (of the report's scope) whose records failed data-quality checks, worst first."""
     if uctx.quality.empty:
         return _section("四、数据质量", '<p class="body-text">本期记录全部通过数据质检。</p>')
-    body = annex_table_html(uctx.quality, "unit_quality", "", "未通过质检的记录（按单位）", "")
-    return _section("四、数据质量", body)
+    body = annex_table_html(uctx.quality, "unit_quality", "", "", "")
+    return _section("四、数据质量：未通过质检的记录", body)
 
 
 def bad_reviews_html(uctx: UnitContext) -> str:
@@ -354,11 +353,11 @@ def peers_html(uctx: UnitContext) -> str:
     if len(uctx.peers) > MAX_PEER_ROWS:
         return ""
     label = LEVEL_LABELS.get(uctx.level, uctx.level)
-    html = annex_table_html(uctx.peers, "unit_peers", "", f"同级单位（{label}）", uctx.note)
+    html = annex_table_html(uctx.peers, "unit_peers", "", "", uctx.note)
     row = uctx.extra["peer_position"]
     # Mark the unit's own row: the (row+1)-th body row.
     parts = html.split("<tr", 2 + row)
     if len(parts) == 3 + row:
         parts[-1] = ' class="self"' + parts[-1] if not parts[-1].startswith(" class=") else parts[-1]
         html = "<tr".join(parts)
-    return _section("六、同级单位一览", html)
+    return _section(f"六、同级单位（{label}）一览", html)
