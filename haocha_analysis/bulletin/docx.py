@@ -48,6 +48,7 @@ from haocha_analysis.bulletin.render import (
     WIDE_ANNEXES,
     BulletinContext,
 )
+from haocha_analysis.core.atomic import PUBLISHED_MODE, temp_path
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.text import NOT_APPLICABLE
 
@@ -608,9 +609,10 @@ def build_document(ctx: BulletinContext, template: Path | None = None):
 def write_docx(ctx: BulletinContext, path: Path, template: Path | None = None) -> Path:
     """Write ``bulletin.docx`` (to a temporary name first, renamed when complete)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temp_path(path.parent, path.name)
     try:
         build_document(ctx, template).save(str(tmp))
+        tmp.chmod(PUBLISHED_MODE)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

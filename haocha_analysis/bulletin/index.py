@@ -11,13 +11,12 @@ and opened anywhere; nothing on the page refers outside it. Rebuilt by every ``h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
 
+from haocha_analysis.core.atomic import write_text
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import parse_period
 
@@ -46,6 +45,7 @@ HEADLINE_FIGURES = (
 # Trend chart size (px) and colour, as the bulletin's charts.
 CHART_W, CHART_H, CHART_PAD = 360, 120, 24
 BAR_COLOR = "#2f5597"
+MAX_BAR_PX = 40
 
 
 @dataclass
@@ -144,15 +144,16 @@ def trend_svg(labels: list[str], values: list[float | None], title: str) -> str:
     n = max(len(labels), 1)
     step = (CHART_W - 2 * CHART_PAD) / n
     bars = []
+    bar = min(step * 0.7, MAX_BAR_PX)
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        x = CHART_PAD + i * step + step * 0.15
+        x = CHART_PAD + i * step + (step - bar) / 2
         h = 0.0 if not value or not top else (CHART_H - 2 * CHART_PAD) * value / top
         y = CHART_H - CHART_PAD - h
         shown = "/" if value is None else f"{value:,.0f}"
         bars.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" fill="{BAR_COLOR}">'
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{BAR_COLOR}">'
             f"<title>{escape(label)}：{escape(shown)}</title></rect>"
-            f'<text x="{x + step * 0.35:.1f}" y="{CHART_H - CHART_PAD + 14}" text-anchor="middle" '
+            f'<text x="{x + bar / 2:.1f}" y="{CHART_H - CHART_PAD + 14}" text-anchor="middle" '
             f'font-size="10">{escape(label)}</text>'
         )
     return (
@@ -213,19 +214,7 @@ def render_index(cities: list[CityEntry], generated: datetime | None = None) -> 
 
 def write_index(root: Path) -> Path:
     """Rebuild ``<root>/index.html`` from what is under ``root`` (written atomically)."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    html = render_index(scan(root))
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, root / INDEX_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return root / INDEX_NAME
+    return write_text(Path(root) / INDEX_NAME, render_index(scan(root)))
 
 
 INDEX_CSS = """

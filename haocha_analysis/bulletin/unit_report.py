@@ -195,7 +195,7 @@ def _bad_reviews(ref: CityReference, counts: pd.DataFrame, scope: list[str]) -> 
     return sums
 
 
-def _findings(findings: pd.DataFrame, unit: pd.Series, scope: list[str]) -> pd.DataFrame:
+def _findings(findings: pd.DataFrame, scope: list[str]) -> pd.DataFrame:
     mine = findings[findings["unit_id"].astype("str").isin(scope)]
     return mine.sort_values("severity", ascending=False, kind="stable")
 
@@ -234,7 +234,7 @@ def build_unit_context(ref: CityReference, inputs: UnitReportInputs, unit_id: st
     trend_rows.append(peers[peers["unit_id"] == unit_id].assign(统计期=inputs.period.label))
     trend = pd.concat(trend_rows, ignore_index=True)[["统计期", *FIGURE_COLUMNS]]
     scope = _scope(ref, unit)
-    findings = _findings(results.findings, unit, scope)
+    findings = _findings(results.findings, scope)
     shown_peers = to_display(peers.drop(columns=["unit_id"]))
     return UnitContext(
         unit_id=unit_id,
@@ -354,10 +354,16 @@ def peers_html(uctx: UnitContext) -> str:
         return ""
     label = LEVEL_LABELS.get(uctx.level, uctx.level)
     html = annex_table_html(uctx.peers, "unit_peers", "", "", uctx.note)
-    row = uctx.extra["peer_position"]
-    # Mark the unit's own row: the (row+1)-th body row.
-    parts = html.split("<tr", 2 + row)
-    if len(parts) == 3 + row:
-        parts[-1] = ' class="self"' + parts[-1] if not parts[-1].startswith(" class=") else parts[-1]
-        html = "<tr".join(parts)
-    return _section(f"六、同级单位（{label}）一览", html)
+    return _section(f"六、同级单位（{label}）一览", mark_row(html, uctx.extra["peer_position"]))
+
+
+def mark_row(table_html: str, position: int, cls: str = "self") -> str:
+    """Give body row ``position`` (0-based) of a table fragment a class (the unit's own row)."""
+    head, sep, body = table_html.partition("<tbody>")
+    rows = body.split("<tr>")  # rows[0] is empty: the body starts with its first row
+    if not sep or not 0 <= position < len(rows) - 1:
+        return table_html
+    marked = rows[0]
+    for i, row in enumerate(rows[1:]):
+        marked += (f'<tr class="{cls}">' if i == position else "<tr>") + row
+    return head + sep + marked

@@ -10,7 +10,6 @@ temporary folder and swapped in whole, so a failed run leaves the previous set i
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -35,6 +34,7 @@ from haocha_analysis.bulletin.unit_report import (
     build_unit_context,
     level_units,
 )
+from haocha_analysis.core.atomic import write_json
 from haocha_analysis.core.config import NOTEBOOKS_DIR, REPORTS_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
@@ -178,19 +178,6 @@ def _one_unit(job: dict) -> dict:
     return {"unit_id": unit_id, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:6]}"
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        if old.exists():
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_unit_reports(
     ref: CityReference,
     city: str,
@@ -298,8 +285,8 @@ def write_unit_reports(
             "seconds": seconds,
             "units": [vars(o) for o in outcomes],
         }
-        (staging / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
-        _swap_in(staging, target)
+        write_json(staging / SUMMARY, summary)
+        storage.swap_in([(staging, target)])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
