@@ -251,6 +251,7 @@ def test_zibo_full_scale_bulletin(tmp_path):
     assert headline["total_evaluations"] == 1428423
     text, _fonts, pages = pdf_text_and_fonts(result.pdf)
     assert "1428423" in re.sub(r"\s+", "", text) and pages >= 8
+    assert_annexes_equal_csvs(result.out_dir / "bulletin.docx", result.out_dir)  # all 879 cells
 
 
 def test_run_ingests_when_the_period_is_missing(qinghe, tmp_path):

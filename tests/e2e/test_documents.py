@@ -207,3 +207,21 @@ def test_select_units(qinghe):
     with pytest.raises(HaochaInputError):
         units.select_units(qinghe, None, [town])
     assert Path(units.UNIT_NOTEBOOK).exists()
+
+
+@pytest.mark.slow
+def test_zibo_district_reports_at_full_scale(tmp_path):
+    """`haocha unit-reports --city zibo --period 2023Q2 --level district`: 11 HTML + 11 PDF of 1–2 pages."""
+    from pypdf import PdfReader
+
+    from haocha_analysis.cli import cli
+
+    out = tmp_path / "units"
+    args = ["unit-reports", "--city", "zibo", "--period", "2023Q2", "--level", "district", "--out", str(out)]
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    assert len(list(out.glob("*.html"))) == 11 and len(list(out.glob("*.pdf"))) == 11
+    for pdf in out.glob("*.pdf"):
+        assert 1 <= len(PdfReader(pdf).pages) <= 2, pdf.name
+    summary = json.loads((out / units.SUMMARY).read_text(encoding="utf-8"))
+    assert all(u["seconds"] > 0 for u in summary["units"]) and summary["seconds"] > 0
