@@ -588,7 +588,8 @@ def build_document(ctx: BulletinContext, template: Path | None = None):
             paragraph._p.getparent().remove(paragraph._p)
         _page_setup(first)
         _mirror_margins(doc)
-    _page_numbers(doc, first)
+    if template is None or not any(p.text.strip() for p in first.footer.paragraphs):
+        _page_numbers(doc, first)  # a template's own footer (its page numbers) is kept
     _title(doc, ctx.texts["title"])
     if ctx.addressees:
         _paragraph(doc, "公文正文", f"{ctx.addressees}：")

@@ -168,6 +168,15 @@ def test_city_template_keeps_its_content_and_styles(ctx, tmp_path):
     assert doc.styles["公文正文"].font.size == Pt(15)  # the city's own style is used as it is
     assert "公文标题" in [s.name for s in doc.styles]
     assert_annexes_equal_csvs(out, _csvs(ctx, tmp_path))
+    assert doc.sections[0].footer.paragraphs[0].text == "— 1 —"  # the template has no footer: ours
+
+
+def test_city_template_footer_is_kept(ctx, tmp_path):
+    template = Document()
+    template.sections[0].footer.paragraphs[0].text = "第 页"
+    template.save(str(tmp_path / "bulletin.docx"))
+    doc = Document(str(docx.write_docx(ctx, tmp_path / "out.docx", template=tmp_path / "bulletin.docx")))
+    assert doc.sections[0].footer.paragraphs[0].text == "第 页"
 
 
 def _csvs(ctx, folder: Path) -> Path:
