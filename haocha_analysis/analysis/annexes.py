@@ -280,6 +280,17 @@ def annex2_city_departments(ref: CityReference, counts: pd.DataFrame) -> pd.Data
     return _case_table(rows, "部门", names, with_satisfaction=False)
 
 
+def unit_case_table(ref: CityReference, counts: pd.DataFrame, unit_ids: list[str]) -> pd.DataFrame:
+    """附件1's columns for any units, one row each in the order given (the unit reports' peers, trends).
+
+    Columns 序号, 单位, 办件数, 评价数, 评价率, 主动评价数, 差评数, 整改满意率 (numeric, NA where undefined).
+    """
+    units = with_reference(ref, counts).set_index("unit_id")
+    rows = units.loc[list(unit_ids), _CASE_SUMS].astype("int64")
+    names = units.loc[list(unit_ids), "unit_name"].astype("str").tolist()
+    return _case_table(rows, "单位", names, with_satisfaction=True)
+
+
 def annex3_district_departments(ref: CityReference, counts: pd.DataFrame) -> pd.DataFrame:
     """附件3 区直部门: evaluation counts (eval_first) of categorized district departments.
 

@@ -28,6 +28,7 @@ STAGES = (
     "duckdb_tables",
     "anomalies",
     "bulletin",
+    "unit_reports",
 )
 TARGETS = {
     "tables_vs_duckdb": 2.0,  # tables at most 2x DuckDB's time
@@ -205,6 +206,25 @@ def _stage(stage: str, city: str, period_label: str, scale: float, work: Path) -
                 and None
             )
         )
+    if stage == "unit_reports":
+        # The district reports from the stage results (computed first, not timed: the bulletin's);
+        # timed: the earlier periods' counts, then every district's notebook, HTML and PDF in parallel.
+        from haocha_analysis.pipeline import units
+        from haocha_analysis.pipeline.run import compute
+
+        results = compute(ref, period, data_dir)
+
+        def run():
+            inputs = units.unit_inputs(city, period, results, data_dir)
+            made = units.write_unit_reports(ref, city, period, inputs, work / "units", level="district")
+            seconds = [u.seconds for u in made.units]
+            return {
+                "records": len(made.units),
+                "per_unit_s": round(sum(seconds) / max(len(seconds), 1), 3),
+                "workers": made.workers,
+            }
+
+        return _measure(run)
     raise ValueError(stage)
 
 
@@ -274,6 +294,8 @@ def markdown(results: list[dict], cores: int) -> str:
         status = "通过" if r.get("ok") else f"失败：{r.get('error', '')[:80]}"
         if r.get("mismatches"):
             status += f"（与 pandas 结果不一致 {r['mismatches']} 格）"
+        if r.get("per_unit_s") is not None:
+            status += f"（{r['records']} 个单位，每个 {r['per_unit_s']} s，{r.get('workers', 1)} 个进程）"
         lines.append(
             f"| {r['stage']} | {r['scale']} | {r.get('records', '')} | {r.get('wall_s', '')} | "
             f"{r.get('cpu_s', '')} | {r.get('peak_mb', '')} | {ratio} | {status} |"

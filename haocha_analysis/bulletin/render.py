@@ -44,6 +44,7 @@ NARRATIVE_FILE = "bulletin.yml"
 DEFAULT_NARRATIVE = TEMPLATES_DIR / "bulletin_default.yml"
 REQUIRED_NARRATIVE_KEYS = ("work_progress", "headline", "next_steps")
 CSS_FILE = TEMPLATES_DIR / "bulletin.css"
+JS_FILE = TEMPLATES_DIR / "interactive.js"  # sortable tables, chart values on hover (HTML only)
 NBCONVERT_TEMPLATE = "bulletin"
 CN_DIGITS = "零一二三四五六七八九"
 
@@ -376,6 +377,8 @@ def _header_html(columns: list[str], groups: dict[str, str] | None) -> str:
 def annex_table_html(frame: pd.DataFrame, name: str, label: str, title: str, note: str) -> str:
     """One annex as a bulletin table: 序号 column, official row order, "/" kept, 汇总/总数 rows bold.
 
+    An empty ``label``, ``title`` or ``note`` is left out (the unit reports' tables have none).
+
     The cells are the library's string table unchanged (tests compare them cell for cell).
     """
     columns = [str(c) for c in frame.columns]
@@ -391,14 +394,14 @@ def annex_table_html(frame: pd.DataFrame, name: str, label: str, title: str, not
         )
         rows.append(f'<tr class="total">{cells}</tr>' if total else f"<tr>{cells}</tr>")
     wide = " wide" if name in WIDE_ANNEXES else ""
+    label_html = f'<p class="annex-label">{escape(label)}：</p>' if label else ""
+    title_html = f'<h3 class="annex-title">{escape(title)}</h3>' if title else ""
+    note_html = f'<p class="annex-note">{escape(note)}</p>' if note else ""
     return (
-        f'<section class="annex{wide}" id="{escape(name)}">'
-        f'<p class="annex-label">{escape(label)}：</p>'
-        f'<h3 class="annex-title">{escape(title)}</h3>'
+        f'<section class="annex{wide}" id="{escape(name)}">{label_html}{title_html}'
         f'<table class="annex" data-annex="{escape(name)}">'
         f"<thead>{_header_html(columns, HEADER_GROUPS.get(name))}</thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        f'<p class="annex-note">{escape(note)}</p></section>'
+        f"<tbody>{''.join(rows)}</tbody></table>{note_html}</section>"
     )
 
 
@@ -540,6 +543,7 @@ def notebook_to_html(notebook: Path, *, title: str = "", run_id: str = "") -> tu
     )
     resources = {
         "bulletin_css": bulletin_css(),
+        "bulletin_js": JS_FILE.read_text(encoding="utf-8"),
         "bulletin_title": title,
         "run_id": run_id,
         "haocha_version": haocha_version,

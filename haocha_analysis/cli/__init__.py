@@ -82,6 +82,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "rectification": ("rectification_cmd", "差评核实整改台账：阶段、工作日时限、超期清单与整改指标。"),
     "bulletin": ("bulletin_cmd", "生成季度通报：HTML、PDF、附件表格与运行清单。"),
     "run": ("bulletin_cmd", "定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"),
+    "unit-reports": ("unit_reports_cmd", "单位报告：每个区县或部门一份 HTML 与 PDF（并行生成）。"),
     "synth": ("synth_cmd", "生成合成“好差评”数据（规范表与 truth.json）。"),
     "bench": ("bench_cmd", "基准测试：各阶段在不同规模下的耗时与内存。"),
     "evaluate-detectors": ("bench_cmd", "异常检测效果评估：精确率、召回率与误报数。"),

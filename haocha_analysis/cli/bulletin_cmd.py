@@ -57,7 +57,7 @@ def _document_options(f: Callable) -> Callable:
 @_document_options
 @user_errors
 def bulletin(city: str, period: str, **options: object) -> None:
-    """生成季度通报：执行 notebook，输出无代码的 HTML 与 PDF、附件表格与运行清单。"""
+    """生成季度通报：执行 notebook，输出无代码的 HTML、PDF 与 Word 公文、附件表格与运行清单。"""
     from haocha_analysis.pipeline import run as pipeline
 
     pipeline.cli_entry(city, period, ingest=False, **options)
@@ -78,13 +78,22 @@ def bulletin(city: str, period: str, **options: object) -> None:
     help="待导入的原始导出文件目录（该统计期尚无规范表时导入）",
 )
 @click.option("--profile", type=click.Path(path_type=Path), default=None, help="原始导出的数据来源配置 YAML")
+@click.option(
+    "--unit-level",
+    type=click.Choice(["district", "city_dept", "district_dept", "none"]),
+    default="district",
+    show_default=True,
+    help="同时生成单位报告的层级（units/<单位编码>.html、.pdf）；none 表示不生成",
+)
 @_document_options
 @user_errors
-def run(city: str, period: str, **options: object) -> None:
-    """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报。"""
+def run(city: str, period: str, unit_level: str, **options: object) -> None:
+    """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报 → 单位报告。"""
     from haocha_analysis.pipeline import run as pipeline
 
-    pipeline.cli_entry(city, period, ingest=True, **options)
+    pipeline.cli_entry(
+        city, period, ingest=True, unit_level=None if unit_level == "none" else unit_level, **options
+    )
 
 
 COMMANDS = [bulletin, run]

@@ -38,7 +38,7 @@ import psutil
 from haocha_analysis import quality
 from haocha_analysis.analysis import annexes as tables
 from haocha_analysis.analysis import anomalies, rectification, rectification_report
-from haocha_analysis.bulletin import render
+from haocha_analysis.bulletin import docx, index, render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core.calendar import add_working_days
 from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
@@ -52,6 +52,7 @@ from haocha_analysis.core.settings import load_settings, settings_path
 from haocha_analysis.ingest import build as ingest
 from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
+from haocha_analysis.pipeline import units
 from haocha_analysis.synth import generate as synth
 
 log = logging.getLogger("haocha.pipeline")
@@ -81,6 +82,7 @@ MANIFEST_PACKAGES = (
     "pydyf",
     "chinesecalendar",
     "openpyxl",
+    "python-docx",
 )
 STAGE_LABELS = {
     "ingest": "按需导入",
@@ -93,6 +95,8 @@ STAGE_LABELS = {
     "notebook": "执行通报 notebook",
     "html": "生成 HTML",
     "pdf": "生成 PDF",
+    "docx": "生成 Word 公文",
+    "units": "生成单位报告",
 }
 
 
@@ -562,21 +566,27 @@ def _stderr_to(path: Path | None) -> Iterator[None]:
 
 
 def execute_notebook(
-    output: Path, parameters: dict[str, Any], interactive: bool, log_file: Path | None = None
+    output: Path,
+    parameters: dict[str, Any],
+    interactive: bool,
+    log_file: Path | None = None,
+    *,
+    notebook_path: Path = NOTEBOOK,
 ) -> None:
-    """Execute the bulletin notebook with papermill: typed parameters, the project kernel, explicit cwd.
+    """Execute a notebook with papermill: typed parameters, the project kernel, explicit cwd.
 
     Args:
         output: the executed notebook to write.
         parameters: typed values for the ``parameters`` cell (never ``-p`` strings).
         interactive: show papermill's progress bar (a terminal).
         log_file: when not interactive, where the kernel's own stderr goes.
+        notebook_path: the notebook to run (default: the bulletin's).
     """
     import papermill as pm
 
     with _stderr_to(None if interactive else log_file):
         pm.execute_notebook(
-            str(NOTEBOOK),
+            str(notebook_path),
             str(output),
             parameters=parameters,
             kernel_name=KERNEL_NAME,
@@ -641,6 +651,7 @@ def build_bulletin(
     doc_number: str = "",
     compare: bool = False,
     settings_file: Path | None = None,
+    unit_level: str | None = None,
 ) -> RunResult:
     """Produce the bulletin of one city and period into ``out_dir`` (default ``reports/<city>/<period>/``).
 
@@ -661,6 +672,7 @@ def build_bulletin(
         doc_number: 发文字号 printed above the title (empty: none).
         compare: 环比/同比 columns in the annexes and a sentence in the bulletin.
         settings_file: thresholds (settings.yml); None means the city's own, if any.
+        unit_level: also make a report per unit of this level into ``units/`` (``haocha run``: districts).
 
     Raises:
         BulletinFailed: a stage failed (the failing notebook cell's error included); the previous
@@ -751,6 +763,27 @@ def build_bulletin(
                 if type(err).__name__ == "PapermillExecutionError":
                     raise BulletinFailed(_notebook_failure(err)) from err
                 raise
+        with recorder.stage("docx"):  # the Word 公文, from the same context as the notebook's
+            ctx = load_context(**parameters)
+            docx.write_docx(ctx, staging / docx.DOCX_NAME, docx.template_path(ref))
+            del ctx
+        if unit_level:
+            with recorder.stage("units"):  # the same stage results, read by every unit's notebook
+                with open(results_file, "rb") as fh:
+                    inputs = units.unit_inputs(parameters["city"], per, pickle.load(fh), data_path)
+                units.write_unit_reports(
+                    ref,
+                    parameters["city"],
+                    per,
+                    inputs,
+                    staging / units.UNITS_SUBDIR,
+                    level=unit_level,
+                    run_id=run_id,
+                    interactive=interactive,
+                    pdf=pdf,
+                    log_file=staging / RUN_LOG,
+                )
+                del inputs
         results_file.unlink()
         title = _bulletin_title(notebook_out, ref, per)
         with recorder.stage("html"):
@@ -797,6 +830,8 @@ def build_bulletin(
         log.removeHandler(file_log)
         file_log.close()
         _publish(staging, target, run_id)
+        if target.resolve().parent.parent == REPORTS_DIR.resolve():
+            index.write_index(REPORTS_DIR)  # reports/index.html lists every city and period
         return RunResult(run_id, target, target / "bulletin.html", target / "bulletin.pdf", manifest)
     except BaseException as err:
         log.error("失败：%s", err, exc_info=not isinstance(err, BulletinFailed | HaochaInputError))
@@ -857,6 +892,7 @@ def cli_entry(
     doc_number: str = "",
     compare: bool = False,
     settings_file: Path | None = None,
+    unit_level: str | None = None,
 ) -> None:
     """What ``haocha bulletin`` and ``haocha run`` do: run, report, and exit non-zero on failure."""
     interactive = sys.stderr.isatty()
@@ -880,6 +916,7 @@ def cli_entry(
                 doc_number=doc_number,
                 compare=compare,
                 settings_file=settings_file,
+                unit_level=unit_level,
             )
     except BulletinFailed as err:
         print(f"错误：{err}", file=sys.stderr)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -343,10 +341,8 @@ def test_random_records_agree_with_a_direct_count():
 
 
 @pytest.mark.slow
-def test_unit_counts_is_fast_at_one_and_a_half_million_rows():
+def test_unit_counts_at_one_and_a_half_million_rows():
+    # Its time is measured by `make bench` (stage tables, against DuckDB), not here.
     cases, evals, rects = _random_records(1_500_000)
-    start = time.perf_counter()
     counts = unit_counts(cases, evals, rects, Q2)
-    elapsed = time.perf_counter() - start
     assert counts["cases"].sum() == 1_500_000
-    assert elapsed < 5.0, f"unit_counts took {elapsed:.2f} s"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from docx_checks import assert_annexes_equal_csvs, runs_without_east_asian_font
 
 from haocha_analysis.analysis import rectification, rectification_report
 from haocha_analysis.bulletin import render
@@ -136,7 +137,7 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     assert f"关于{per.title_cn()}<br/>政务服务“好差评”工作情况的通报" in html.replace("<br>", "<br/>")
     assert f"评价数据{expected.headline['total_evaluations']}件" in html
     assert f"通过对{render.period_name(per)}评价数据综合分析" in html
-    assert html.count('<figure class="chart">') == 3
+    assert html.count('<figure class="chart"') == 3
     # the 差评整改 paragraph and the overdue annex: only when the period has valid 差评
     ledger = rectification.build_ledger(ref, pipeline.load_data(data_dir, per), per, date(2023, 7, 4))
     if ledger.has_valid:
@@ -154,8 +155,24 @@ def check_run(result, data_dir, ref, period="2023Q2"):
     for district in ref.districts:
         assert district in flat
     assert fonts and all("CJK" in f for f in fonts), fonts
+    # the Word 公文: every annex cell equals the CSV beside it; headline figures; fonts on every run
+    from docx import Document
+
+    assert_annexes_equal_csvs(out / "bulletin.docx", out)
+    doc = Document(str(out / "bulletin.docx"))
+    assert f"评价数据{expected.headline['total_evaluations']}件" in "".join(p.text for p in doc.paragraphs)
+    assert runs_without_east_asian_font(doc) == []
+    # interactive HTML: the annex tables sort, the charts carry their values for hovering
+    assert html.count("data-tips=") == 3 and "makeSortable" in html
     # outputs beside the notebook, and the manifest
-    for name in ("bulletin.ipynb", "annexes.xlsx", "headline.json", "manifest.json", "run.log"):
+    for name in (
+        "bulletin.ipynb",
+        "bulletin.docx",
+        "annexes.xlsx",
+        "headline.json",
+        "manifest.json",
+        "run.log",
+    ):
         assert (out / name).exists(), name
     assert all((out / f"{name}.csv").exists() for name in render.ANNEX_NAMES)
     assert any((out / "quality").iterdir()) and any((out / "anomalies").iterdir())
@@ -170,11 +187,13 @@ def check_run(result, data_dir, ref, period="2023Q2"):
         "notebook",
         "html",
         "pdf",
+        "docx",
     }
     assert all(s["status"] == "ok" for s in manifest["stages"])
     assert any("cases/period=2023Q2" in k for k in manifest["inputs"])
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in manifest["inputs"].values())
     assert manifest["packages"]["papermill"] and manifest["pdf_pages"] == pages
+    assert "bulletin.docx" in manifest["outputs"]
     # the executed notebook records its parameters
     nb = json.loads((out / "bulletin.ipynb").read_text(encoding="utf-8"))
     assert nb["metadata"]["papermill"]["parameters"]["run_id"] == result.run_id
@@ -251,6 +270,7 @@ def test_zibo_full_scale_bulletin(tmp_path):
     assert headline["total_evaluations"] == 1428423
     text, _fonts, pages = pdf_text_and_fonts(result.pdf)
     assert "1428423" in re.sub(r"\s+", "", text) and pages >= 8
+    assert_annexes_equal_csvs(result.out_dir / "bulletin.docx", result.out_dir)  # all 879 cells
 
 
 def test_run_ingests_when_the_period_is_missing(qinghe, tmp_path):

@@ -1,0 +1,67 @@
+"""The haocha unit-reports command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from haocha_analysis.cli import CITY_HELP, user_errors
+
+
+def _commands() -> list[click.Command]:
+    from haocha_analysis.core.periods import PERIOD_HELP
+
+    @click.command("unit-reports")
+    @click.option("--city", required=True, help=CITY_HELP)
+    @click.option("--period", required=True, help=PERIOD_HELP + "，或 latest（上一个完整季度）")
+    @click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="规范表目录；省略时使用内置合成数据",
+    )
+    @click.option(
+        "--level",
+        type=click.Choice(["district", "city_dept", "district_dept"]),
+        default="district",
+        show_default=True,
+        help="单位层级：district 区县、city_dept 市直部门、district_dept 区直部门",
+    )
+    @click.option(
+        "--units", "unit_ids", default=None, help="只为这些单位生成（unit_id，逗号分隔；忽略 --level）"
+    )
+    @click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="输出目录；省略时为 reports/<城市>/<统计期>/units/",
+    )
+    @user_errors
+    def unit_reports(
+        city: str,
+        period: str,
+        data_dir: Path | None,
+        level: str,
+        unit_ids: str | None,
+        out_dir: Path | None,
+    ) -> None:
+        """单位报告：每个单位一份 HTML 与 PDF（本单位与同级、全市对比，近四期走势，异常、质检、差评）。"""
+        import sys
+
+        from haocha_analysis.pipeline import units
+        from haocha_analysis.pipeline.run import BulletinFailed
+
+        ids = [u.strip() for u in (unit_ids or "").split(",") if u.strip()]
+        try:
+            units.cli_entry(city, period, data_dir, out_dir, level, ids or None)
+        except BulletinFailed as err:
+            click.echo(f"错误：{err}", err=True)
+            sys.exit(1)
+
+    return [unit_reports]
+
+
+COMMANDS = _commands()
