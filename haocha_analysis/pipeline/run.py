@@ -558,7 +558,7 @@ def _stderr_to(path: Path | None) -> Iterator[None]:
             sink.seek(0)
             lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
             kept = "".join(line for line in lines if not any(n in line for n in KERNEL_NOISE))
-            if kept and path is not None:
+            if path is not None:  # the log exists even when everything was noise
                 with open(path, "a", encoding="utf-8") as log_file:
                     log_file.write(kept)
             elif kept:
