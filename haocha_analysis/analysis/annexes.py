@@ -727,15 +727,10 @@ def build_tables(
     """
     extracted_on = extracted_on or date.today()
     raw = unit_counts(data["cases"], data["evaluations"], data.get("rectifications"), period, ref.limits)
-    check_units_known(ref, raw)
-    counts = with_reference(ref, raw)
-    numeric = {name: build(ref, counts) for name, build in ANNEX_BUILDERS.items()}
     systems = source_system_counts(data["cases"], period)
-    headline = headline_figures(ref, period, counts, numeric, systems, extracted_on)
-    reconciliation = reconcile(ref, counts, numeric, headline)
-
+    bases = None
     if compare:
-        bases, compared = {}, {}
+        bases = {}
         for kind, suffix in COMPARISONS.items():
             shifted = period.shifted(kind)
             if shifted is None:
@@ -745,11 +740,45 @@ def build_tables(
                 base_data = data
             if base_data is None or not _has_records(base_data, shifted):
                 continue
-            base = build_tables(ref, base_data, shifted, extracted_on=extracted_on)
-            bases[suffix] = base.numeric
-            compared[suffix] = compare_headlines(headline, base.headline)
-        numeric = add_comparisons(numeric, bases)
-        headline["comparisons"] = compared
+            bases[suffix] = build_tables(ref, base_data, shifted, extracted_on=extracted_on)
+    return tables_from_counts(ref, raw, systems, period, extracted_on, bases)
+
+
+def tables_from_counts(
+    ref: CityReference,
+    raw: pd.DataFrame,
+    systems: pd.Series,
+    period: Period,
+    extracted_on: date | None = None,
+    bases: dict[str, TablesResult] | None = None,
+) -> TablesResult:
+    """Every annex, the headline figures and the cross-annex checks from the per-unit counts.
+
+    The half of :func:`build_tables` after the records are reduced: whichever engine reduced them
+    (:mod:`haocha_analysis.engine`), the tables are built here, the same way.
+
+    Args:
+        ref: the city's reference data.
+        raw: per-unit counts as :func:`~haocha_analysis.analysis.metrics.unit_counts` returns them.
+        systems: cases per source system (:func:`~haocha_analysis.analysis.metrics.source_system_counts`).
+        period: the statistical period.
+        extracted_on: the data extraction date printed in the 备注 lines (default: today).
+        bases: 环比 / 同比 suffix → that base period's result (adds comparison columns when given).
+
+    Raises:
+        HaochaInputError: a unit in the data is missing from the reference (named, with row counts).
+    """
+    extracted_on = extracted_on or date.today()
+    check_units_known(ref, raw)
+    counts = with_reference(ref, raw)
+    numeric = {name: build(ref, counts) for name, build in ANNEX_BUILDERS.items()}
+    headline = headline_figures(ref, period, counts, numeric, systems, extracted_on)
+    reconciliation = reconcile(ref, counts, numeric, headline)
+    if bases is not None:
+        numeric = add_comparisons(numeric, {suffix: base.numeric for suffix, base in bases.items()})
+        headline["comparisons"] = {
+            suffix: compare_headlines(headline, base.headline) for suffix, base in bases.items()
+        }
 
     annexes = {name: to_display(frame) for name, frame in numeric.items()}
     note = note_line(ref, period, extracted_on)
@@ -891,6 +920,7 @@ __all__ = [
     "load_period_data",
     "percent_half_up",
     "reconcile",
+    "tables_from_counts",
     "to_display",
     "with_reference",
     "write_outputs",

@@ -308,6 +308,16 @@ def source_system_counts(cases: pd.DataFrame, period: Period) -> pd.Series:
     # value_counts on the (categorical) column counts per category without copying the strings
     counts = cases.loc[in_p, "source_system"].value_counts(dropna=True)
     counts.index = counts.index.astype("str")
+    return rank_source_systems(counts)
+
+
+def rank_source_systems(counts: pd.Series) -> pd.Series:
+    """Per-system case counts in the headline's order: largest first, ties by name; empty dropped.
+
+    Counts are additive: the sum of :func:`source_system_counts` over disjoint parts of the cases,
+    ranked again here, is the count of the whole.
+    """
+    counts = counts.groupby(level=0, sort=False).sum() if len(counts) else counts
     counts = counts[(counts > 0) & (counts.index != "")]
     frame = counts.rename_axis("source_system").reset_index(name="cases")
     frame = frame.sort_values(["cases", "source_system"], ascending=[False, True], kind="stable")

@@ -63,10 +63,16 @@ def user_errors(f: Callable) -> Callable:
 
 def check_coverage(data: dict, period: object, data_dir: Path) -> None:
     """Refuse a period without records (exit 2); warn on stderr when records cover only part of it."""
-    from haocha_analysis.core.coverage import coverage, require_records
+    from haocha_analysis.core.coverage import coverage
+
+    report_coverage(coverage(data, period), data_dir)
+
+
+def report_coverage(cov: object, data_dir: Path) -> None:
+    """Refuse a Coverage without records (exit 2); warn on stderr when it is partial."""
+    from haocha_analysis.core.coverage import require_records
     from haocha_analysis.ingest.storage import available_periods
 
-    cov = coverage(data, period)
     require_records(cov, data_dir, available_periods(Path(data_dir)))
     if cov.partial:
         click.echo("警告：" + cov.sentence().removeprefix("需要说明的是，"), err=True)

@@ -179,8 +179,7 @@ def _read_one(
     parts = partitions(data_dir, table)
     source = data_dir / table  # named in error messages
     if parts:
-        labels = [label for label in parts if period is None or _overlaps(label, period)]
-        _refuse_overlapping(labels, data_dir / table)
+        labels = window_labels(list(parts), period, data_dir / table)
         chosen = [parts[label] for label in labels]
         files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
         if not files:
@@ -214,6 +213,29 @@ def _read_one(
             file=str(data_dir),
             fix=f"先运行 haocha ingest 或 haocha synth 生成规范表，或放入 {table}.parquet / {table}.csv",
         )
+    return finish_read(frame, table, source, columns, origin)
+
+
+def window_labels(labels: list[str], period: Period | None, source: Path | str) -> list[str]:
+    """The partition labels a load of ``period`` reads (all when None); overlapping ones refused."""
+    chosen = [label for label in labels if period is None or _overlaps(label, period)]
+    _refuse_overlapping(chosen, Path(source))
+    return chosen
+
+
+def finish_read(
+    frame: pd.DataFrame, table: str, source: Path | str, columns: list[str] | None, origin: bool = False
+) -> pd.DataFrame:
+    """A table as read from one source: 主动评价 derived, values checked, canonical dtypes.
+
+    Args:
+        frame: the rows as read (the columns the source has among those wanted).
+        table: canonical table name.
+        source: the file or folder named in error messages (a ``.csv`` counts its header row).
+        columns: the columns wanted (default: all canonical columns).
+        origin: keep the ``_file`` / ``_row`` columns (:data:`ORIGIN_COLUMNS`).
+    """
+    source = Path(source)
     if table == "evaluations" and "active" not in frame and "channel" in frame:
         # Contract §2: without an explicit flag, 主动评价 is derived from the channel.
         frame["active"] = (frame["channel"].astype("str") != "system_default").astype("boolean")
@@ -231,6 +253,13 @@ def _read_one(
     # Optional columns the source lacks are added empty (attempt defaults to 1, as the contract says).
     keep = [c for c in frame.columns if c in columns or (origin and c in ORIGIN_COLUMNS)]
     return coerce(frame[keep], table, columns=columns)
+
+
+def available_columns(
+    table: str, wanted: list[str] | None, names: list[str], source: Path | str
+) -> list[str] | None:
+    """The wanted columns a source has (None: all); a missing required column is a clear error."""
+    return _available(table, wanted, names, Path(source))
 
 
 ACTIVE_TEXT = {"true": True, "false": False, "1": True, "0": False, "是": True, "否": False}

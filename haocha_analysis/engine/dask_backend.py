@@ -1,0 +1,283 @@
+"""The Dask backend: canonical Parquet from a folder or an fsspec URL, reduced on a cluster.
+
+The window (the period and the one before it) is read file by file with ``dask.dataframe``
+(one task per Parquet file, values checked as :mod:`haocha_analysis.ingest.storage` checks them),
+the rows are moved to their case's partition (:mod:`.partition`), and :mod:`.reduce` runs on each
+partition where the data are; only the small aggregates travel back to the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import dask
+import dask.dataframe as dd
+import fsspec
+import pandas as pd
+import pyarrow.parquet as pq
+
+from haocha_analysis.analysis.metrics import NEEDED_COLUMNS
+from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.periods import Period
+from haocha_analysis.core.reference import ClosedLoopLimits
+from haocha_analysis.core.schemas import coerce
+from haocha_analysis.engine import EngineOptions
+from haocha_analysis.engine.partition import (
+    GROUP,
+    ORDER,
+    PART,
+    case_groups,
+    evaluation_groups,
+    in_load_order,
+    load_order,
+    merge_groups,
+    partition_of,
+    trimmed,
+)
+from haocha_analysis.engine.reduce import TableCounts, combine_table_counts, table_counts
+from haocha_analysis.ingest.storage import available_columns, finish_read, window_labels
+
+# Rows per partition after the shuffle by case when the partition count is not given.
+ROWS_PER_PARTITION = 2_000_000
+_ID_COLUMNS = {"cases": "case_id", "evaluations": "eval_id", "rectifications": "eval_id"}
+
+
+# --- the cluster -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cluster(options: EngineOptions) -> Iterator[object]:
+    """A ``distributed`` client for the run: the scheduler given, else a local cluster.
+
+    Yields:
+        The client (the default scheduler of every computation inside the block).
+    """
+    from distributed import Client, LocalCluster
+
+    # p2p shuffles log each start and stop at WARNING: not news for a user.
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+    address = options.scheduler_address
+    if address:
+        try:
+            client = Client(address, timeout="10s")
+        except OSError as err:
+            raise HaochaInputError(
+                f"无法连接 Dask 调度器 {address}",
+                fix="检查 --scheduler 或环境变量 DASK_SCHEDULER_ADDRESS（如 tcp://主机:8786），"
+                "或不指定调度器以在本机启动集群",
+            ) from err
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=options.workers,
+            threads_per_worker=1,
+            memory_limit=options.memory_limit,
+            dashboard_address=None,
+        ) as local,
+        Client(local) as client,
+    ):
+        yield client
+
+
+def compute(*collections: object, progress: bool = False) -> tuple:
+    """Compute on the current client, with a progress bar when asked."""
+    if not progress:
+        return dask.compute(*collections)
+    from distributed import get_client
+    from distributed import progress as show
+
+    client = get_client()
+    futures = client.compute(list(collections))
+    show(futures)
+    return tuple(client.gather(futures))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Files:
+    """The Parquet files of one table in the window, in the pandas load order."""
+
+    fs: fsspec.AbstractFileSystem
+    paths: list[str]
+    labels: int  # period partitions read (>1: ids are read last-wins, as load_tables does)
+    source: str
+
+
+def window_files(url: str, table: str, period: Period) -> Files:
+    """The files of ``table`` a load of ``period`` (and the period before it) reads."""
+    fs, root = fsspec.core.url_to_fs(str(url))
+    root = root.rstrip("/")
+    base = f"{root}/{table}"
+    if fs.isdir(base):
+        folders = {
+            PurePosixPath(p).name.split("=", 1)[1]: p
+            for p in fs.ls(base, detail=False)
+            if PurePosixPath(p).name.startswith("period=") and fs.isdir(p)
+        }
+        labels = window_labels(sorted(folders), period.with_previous(), f"{url}/{table}")
+        paths = [f for label in labels for f in sorted(fs.glob(f"{folders[label]}/*.parquet"))]
+        return Files(fs, paths, len(labels), f"{url}/{table}")
+    if fs.isfile(f"{base}.parquet"):
+        return Files(fs, [f"{base}.parquet"], 1, f"{url}/{table}.parquet")
+    if table == "rectifications":
+        return Files(fs, [], 0, f"{url}/{table}")
+    raise HaochaInputError(
+        f"数据目录中找不到 {table} 表的 Parquet 文件",
+        file=str(url),
+        fix="dask 引擎读取按统计期分区的 Parquet 规范表（haocha ingest / haocha synth 的输出）；"
+        "CSV 规范表请用 --engine pandas，或先用 haocha ingest 转为 Parquet",
+    )
+
+
+def meta(table: str, columns: list[str]) -> pd.DataFrame:
+    """The empty frame a file reads to: canonical columns, categories as text, the load order."""
+    empty = coerce(pd.DataFrame({c: pd.Series(dtype="object") for c in columns}), table, columns=columns)
+    return _plain(empty).assign(**{ORDER: pd.Series(dtype="int64")})
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns as text: files' categories differ, the reduction re-encodes them."""
+    cats = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return frame.astype(dict.fromkeys(cats, "str")) if cats else frame
+
+
+def read_file(index: int, files: Files, table: str, wanted: list[str]) -> pd.DataFrame:
+    """One Parquet file of the window, checked as the pandas load checks it, with its load order.
+
+    (Not named ``columns``: dask would then push its column projection into this reader.)
+    """
+    columns = wanted
+    path = files.paths[index]
+    with files.fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        wanted = available_columns(table, columns, parquet.schema_arrow.names, path)
+        frame = parquet.read(columns=wanted).to_pandas()
+    frame = _plain(finish_read(frame, table, path, columns))
+    return frame.assign(**{ORDER: load_order(len(frame), index)})
+
+
+def read_table(files: Files, table: str, columns: list[str]) -> dd.DataFrame:
+    """A table of the window as a Dask frame, one partition per file."""
+    empty = meta(table, columns)
+    if not files.paths:
+        return dd.from_pandas(empty, npartitions=1)
+    return dd.from_map(
+        read_file, range(len(files.paths)), files=files, table=table, wanted=columns, meta=empty
+    )
+
+
+def row_count(files: Files) -> int:
+    """Rows of the files, from their Parquet footers (no data read)."""
+    total = 0
+    for path in files.paths:
+        with files.fs.open(path, "rb") as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
+# --- partitioning by case --------------------------------------------------------------------------
+
+
+def _with_group(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    groups = case_groups(frame) if table == "cases" else evaluation_groups(frame)
+    return frame.assign(**{GROUP: groups.astype("str")})
+
+
+def _with_part(frame: pd.DataFrame, merged: dict[str, str], n: int) -> pd.DataFrame:
+    return frame.assign(**{PART: partition_of(frame[GROUP], merged, n)})
+
+
+def _shared_eval_ids(evaluations: dd.DataFrame, progress: bool) -> pd.DataFrame:
+    """(eval_id, group) of the evaluation ids found under more than one group key (few or none)."""
+    pairs = evaluations[["eval_id", GROUP]].assign(eval_id=evaluations["eval_id"].map_partitions(trimmed))
+    pairs = pairs[pairs["eval_id"] != ""].drop_duplicates(split_out=True)
+    per_id = pairs["eval_id"].value_counts(split_out=True).rename("groups").reset_index()
+    shared = per_id.loc[per_id["groups"] > 1, ["eval_id"]]
+    joined = pairs.merge(shared, on="eval_id", how="inner")
+    (result,) = compute(joined, progress=progress)
+    return result
+
+
+def by_case(
+    frames: dict[str, dd.DataFrame], n_partitions: int, progress: bool = False
+) -> dict[str, dd.DataFrame]:
+    """Move every row to its case's partition; the frames come back aligned partition by partition."""
+    grouped = {
+        table: frame.map_partitions(
+            _with_group, table, meta=frame._meta.assign(**{GROUP: pd.Series(dtype="str")})
+        )
+        for table, frame in frames.items()
+    }
+    merged = merge_groups(_shared_eval_ids(grouped["evaluations"], progress))
+    divisions = list(range(n_partitions + 1))
+    out = {}
+    for table, frame in grouped.items():
+        parted = frame.map_partitions(
+            _with_part,
+            merged,
+            n_partitions,
+            meta=frame._meta.assign(**{PART: pd.Series(dtype="int64")}),
+        )
+        out[table] = parted.set_index(PART, divisions=divisions)
+    return out
+
+
+# --- the tables ------------------------------------------------------------------------------------
+
+
+def _tables_partition(
+    cases: pd.DataFrame,
+    evaluations: pd.DataFrame,
+    rectifications: pd.DataFrame,
+    period: Period,
+    last_wins: dict[str, str | None],
+    limits: ClosedLoopLimits | None = None,
+) -> TableCounts:
+    cases = in_load_order(cases.reset_index(drop=True), last_wins["cases"])
+    evaluations = in_load_order(evaluations.reset_index(drop=True), last_wins["evaluations"])
+    return table_counts(cases, evaluations, rectifications, period, limits)
+
+
+def tables_counts(
+    data_url: str, period: Period, options: EngineOptions, limits: ClosedLoopLimits | None = None
+) -> TableCounts:
+    """The tables' aggregates of a period, computed on the current Dask client.
+
+    Args:
+        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``).
+        period: the statistical period.
+        options: the partition count and progress display.
+        limits: the city's 差评 closed-loop limits (default deadlines of the rectifications).
+    """
+    columns = {table: list(cols) for table, cols in NEEDED_COLUMNS.items()}
+    columns["cases"] = [*columns["cases"], "source_system"]
+    files = {table: window_files(data_url, table, period) for table in columns}
+    # Like the pandas load, nothing is dropped: a key repeated across period partitions is kept in load
+    # order, and the linkage rule (core/linkage.py) takes its first row and marks the others.
+    last_wins: dict[str, str | None] = dict.fromkeys(files)
+
+    # Rectifications are few (one per handled 差评): read whole, shipped to every partition.
+    (rect,) = compute(read_table(files["rectifications"], "rectifications", columns["rectifications"]))
+    rect = in_load_order(rect, last_wins["rectifications"])
+
+    frames = {t: read_table(files[t], t, columns[t]) for t in ("cases", "evaluations")}
+    n = options.partitions or max(
+        1, math.ceil((row_count(files["cases"]) + row_count(files["evaluations"])) / ROWS_PER_PARTITION)
+    )
+    parted = by_case(frames, n, options.progress)
+    rect_shared = dask.delayed(rect, pure=True)
+    parts = [
+        dask.delayed(_tables_partition, pure=True)(c, e, rect_shared, period, last_wins, limits)
+        for c, e in zip(parted["cases"].to_delayed(), parted["evaluations"].to_delayed(), strict=True)
+    ]
+    (results,) = compute(parts, progress=options.progress)
+    return combine_table_counts(list(results), period)
