@@ -23,15 +23,17 @@ def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, his
     """异常发现：写出按严重程度排序的异常清单（anomalies.csv / anomalies.xlsx）。"""
     import time
 
+    from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
     t0 = time.perf_counter()
     ref = load_city(city)
     p = resolve_period(period)
-    data = load_period(data_dir, p)
-    history = load_history(data_dir, p, history_n)
-    findings = detect(ref, data, p, history)
-    paths = write_outputs(findings, out_dir)
+    with outputs.claim(out_dir, "anomalies", {"--data": data_dir, "--city": ref.path}) as out:
+        data = load_period(data_dir, p)
+        history = load_history(data_dir, p, history_n)
+        findings = detect(ref, data, p, history)
+        paths = write_outputs(findings, out)
     counts = findings["kind_cn"].value_counts()
     click.echo(
         f"{ref.city_name} {p.title_cn()}：发现 {len(findings)} 条异常"

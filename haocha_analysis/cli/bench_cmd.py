@@ -11,6 +11,8 @@ import click
 from haocha_analysis.bench import scoring
 from haocha_analysis.bench.detectors import _fmt, run_scenario
 from haocha_analysis.bench.run import run_bench
+from haocha_analysis.cli import user_errors
+from haocha_analysis.core import outputs
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.reference import load_city
 
@@ -21,11 +23,13 @@ from haocha_analysis.core.reference import load_city
 @click.option("--province", "province_scale", type=float, default=16.0, help="省级规模（只测表格）；0 跳过")
 @click.option("--city", default="zibo")
 @click.option("--period", default="2023Q2")
+@user_errors
 def bench_command(out_dir: Path, scales: str, province_scale: float, city: str, period: str) -> None:
     """基准测试：各阶段在不同规模下的耗时与内存，并与 DuckDB 对比。"""
-    results = run_bench(
-        out_dir, [float(s) for s in scales.split(",") if s], province_scale or None, city, period
-    )
+    with outputs.claim(out_dir, "bench") as out:
+        results = run_bench(
+            out, [float(s) for s in scales.split(",") if s], province_scale or None, city, period
+        )
     click.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
     if not all(r.get("ok") for r in results):
         sys.exit(1)

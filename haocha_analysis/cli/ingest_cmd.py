@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import city_option, out_option, period_option, user_errors
+from haocha_analysis.core import outputs
 from haocha_analysis.core.config import SALT_ENV, hash_salt
 from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.reference import load_city
 from haocha_analysis.core.schemas import TABLES
 from haocha_analysis.ingest.build import ingest_files
 from haocha_analysis.ingest.labels import TABLE_LABELS
@@ -52,15 +55,21 @@ def ingest_command(
     extracted_on: datetime | None,
 ) -> None:
     """导入导出文件（CSV/XLSX/Parquet），写出规范表与 ingest_log.json。"""
-    log = ingest_files(
-        profile,
-        list(files),
-        city,
-        period,
-        out_dir,
-        salt=_salt_from_env(salt_env),
-        extracted_on=extracted_on.date() if extracted_on else None,
-    )
+    ref = load_city(city)
+    stat_period = parse_period(period)
+    salt = _salt_from_env(salt_env)
+    inputs = {"--city": ref.path, "--profile": profile if Path(profile).is_file() else None}
+    inputs.update({f"导入文件 {f.name}": f for f in files})
+    with outputs.claim(out_dir, "data", inputs) as out:
+        log = ingest_files(
+            profile,
+            list(files),
+            ref,
+            stat_period,
+            out,
+            salt=salt,
+            extracted_on=extracted_on.date() if extracted_on else None,
+        )
     totals = log["totals"]
     click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {log['period']}）")
     for table in TABLES:

@@ -25,27 +25,29 @@ def tables_command(
     city: str, period: str, data_dir: Path, out_dir: Path, extracted_on: object, compare: bool
 ) -> None:
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
+    from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
     ref = load_city(city)
     p = resolve_period(period)
-    data = load_period_data(data_dir, p)
-    history = None
-    if compare:
-        history = {}
-        for kind in COMPARISONS:
-            shifted = p.shifted(kind)
-            if shifted is not None:
-                history[shifted.label] = load_period_data(data_dir, shifted)
-    result = build_tables(
-        ref,
-        data,
-        p,
-        extracted_on=extracted_on.date() if extracted_on else None,
-        compare=compare,
-        history=history,
-    )
-    paths = write_outputs(result, out_dir)
+    with outputs.claim(out_dir, "tables", {"--data": data_dir, "--city": ref.path}) as out:
+        data = load_period_data(data_dir, p)
+        history = None
+        if compare:
+            history = {}
+            for kind in COMPARISONS:
+                shifted = p.shifted(kind)
+                if shifted is not None:
+                    history[shifted.label] = load_period_data(data_dir, shifted)
+        result = build_tables(
+            ref,
+            data,
+            p,
+            extracted_on=extracted_on.date() if extracted_on else None,
+            compare=compare,
+            history=history,
+        )
+        paths = write_outputs(result, out)
     gaps = int((result.reconciliation["difference"] != 0).sum())
     click.echo(
         f"{ref.city_name} {p.title_cn()}：总评价数 {result.headline['total_evaluations']}，"
