@@ -235,6 +235,7 @@ def ingest_if_needed(
     if not files:
         raise HaochaInputError("待导入目录中没有文件", file=str(inbox), fix="放入该统计期的原始导出文件")
     ingest.ingest_files(Path(profile), files, ref, period, data_dir)
+    outputs.mark(data_dir, "data")  # the folder is a haocha data folder from now on
     return data_dir, f"已导入 {len(files)} 个文件"
 
 

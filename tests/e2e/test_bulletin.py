@@ -295,5 +295,6 @@ def test_run_ingests_when_the_period_is_missing(qinghe, tmp_path):
     assert manifest["ingest"].startswith("已导入 3 个文件")
     assert manifest["stages"][0]["name"] == "ingest"
     assert (data_dir / "cases" / "period=2023Q2").is_dir()
+    assert json.loads((data_dir / ".haocha-output.json").read_text(encoding="utf-8"))["kind"] == "data"
     assert run.output == ""  # not a terminal: quiet
     assert "运行" in (out.parent / "logs" / "haocha.log").read_text(encoding="utf-8")

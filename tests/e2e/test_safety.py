@@ -94,6 +94,19 @@ def test_out_inside_the_city_reference_folder(tmp_path, data_dir):
     assert not (QINGHE / "out").exists()
 
 
+def test_run_does_not_ingest_into_a_foreign_data_folder(tmp_path):
+    data, inbox = tmp_path / "mine", tmp_path / "inbox"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine", encoding="utf-8")
+    inbox.mkdir()
+    (inbox / "cases.csv").write_text("case_id\n1\n", encoding="utf-8")
+    args = ["run", "--city", str(QINGHE), "--period", "2023Q2", "--data", str(data)]
+    args += ["--inbox", str(inbox), "--profile", str(PROFILE), "--out", str(tmp_path / "out")]
+    assert_refused(CliRunner().invoke(cli, args), "--data", "不是 haocha 的规范表目录")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox", "mine"]
+    assert [p.name for p in data.iterdir()] == ["notes.txt"]
+
+
 # --- a killed run -----------------------------------------------------------------------------
 
 
