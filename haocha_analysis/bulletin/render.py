@@ -231,31 +231,24 @@ def fill(template: str, values: dict[str, str], *, file: str = "", key: str = ""
     """Replace ``{placeholder}`` in a narrative text; an unknown or malformed placeholder is a clear error."""
     text = _join_lines(template)
     available = "可用占位符：" + "、".join("{" + n + "}" for n in sorted(values)) + "（见 docs/bulletin.md）"
+
+    def refuse(problem: str, fix: str) -> HaochaInputError:
+        return HaochaInputError(
+            f"通报文字模板的“{key}”{problem}", file=file or None, column=key or None, fix=fix + available
+        )
+
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
     except ValueError:
-        raise HaochaInputError(
-            f"通报文字模板的“{key}”有不成对的花括号",
-            file=file or None,
-            column=key or None,
-            fix="占位符写成 {名称}；原样出现的花括号写成 {{ 或 }}。" + available,
-        ) from None
+        raise refuse("有不成对的花括号", "占位符写成 {名称}；原样出现的花括号写成 {{ 或 }}。") from None
     unknown = sorted({n for n in names if n not in values})
     if unknown:
-        raise HaochaInputError(
-            f"通报文字模板的“{key}”使用了未知占位符：{'、'.join('{' + n + '}' for n in unknown)}",
-            file=file or None,
-            column=key or None,
-            fix=available,
-        )
+        raise refuse(f"使用了未知占位符：{'、'.join('{' + n + '}' for n in unknown)}", "")
     try:
         return text.format_map(values)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        raise HaochaInputError(
-            f"通报文字模板的“{key}”有无法填写的占位符格式（如 {{名称:格式}} 或 {{名称!转换}}）",
-            file=file or None,
-            column=key or None,
-            fix="占位符只写 {名称}。" + available,
+        raise refuse(
+            "有无法填写的占位符格式（如 {名称:格式} 或 {名称!转换}）", "占位符只写 {名称}。"
         ) from None
 
 
