@@ -6,9 +6,9 @@ Nothing about any one city is hard-coded: another city is another folder.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
-import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -130,8 +130,8 @@ def read_reference_csv(
 ) -> pd.DataFrame:
     """Read a reference CSV as text: UTF-8 (BOM allowed), a header, the required columns, data rows.
 
-    Optional columns that are missing are added empty. Row numbers in errors are file lines (the
-    header is line 1).
+    Optional columns that are missing are added empty. The frame is indexed by file line (the header
+    is line 1), so that row numbers in errors are the lines a user opens; blank lines are skipped.
 
     Raises:
         HaochaInputError: unreadable, not UTF-8, empty, header only, malformed or missing columns.
@@ -152,32 +152,36 @@ def read_reference_csv(
         _refuse("参考数据文件是空的", path, fix)
     if "\0" in text:
         _refuse("参考数据文件含空字符（不是文本 CSV）", path, fix)
+    reader = csv.reader(io.StringIO(text))
+    records: list[list[str]] = []
+    lines: list[int] = []
+    ragged: list[int] = []
     try:
-        # Blank lines are read as rows and dropped below, so that row numbers stay file line numbers.
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        line = re.search(r"line (\d+)", str(err))
+        header = [name.strip() for name in next(reader)]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line: skipped, and the line numbers of the rows after it stay true
+            if len(row) != len(header):
+                ragged.append(reader.line_num)
+                continue
+            records.append(row)
+            lines.append(reader.line_num)
+    except csv.Error:
+        _refuse("参考数据文件不是规整的 CSV（引号不成对）", path, fix, rows=[reader.line_num])
+    if ragged:
         _refuse(
-            "参考数据文件不是规整的 CSV（某行的列数与表头不同，或引号不成对）",
+            f"参考数据文件有 {len(ragged)} 行的列数与表头（{len(header)} 列）不同",
             path,
-            fix,
-            rows=[int(line[1])] if line else None,
+            "检查这些行的逗号与引号（含逗号的值要加英文双引号）",
+            rows=ragged,
         )
-    names = [str(c) for c in frame.columns]
-    # pandas renames a repeated header "x" to "x.1"
-    repeated = sorted(
-        {
-            c.rsplit(".", 1)[0]
-            for c in names
-            if re.fullmatch(r".+\.[0-9]+", c) and c.rsplit(".", 1)[0] in names
-        }
-    )
+    repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         _refuse(
             f"参考数据文件的表头有重复的列名：{'、'.join(repeated)}", path, fix, column="、".join(repeated)
         )
-    frame = frame.fillna("")  # a short row's missing fields
-    frame = frame[(frame != "").any(axis=1)]
+    # indexed by file line (the header is line 1), for the row numbers of later errors
+    frame = pd.DataFrame(records, columns=header, index=pd.Index(lines, dtype="int64"), dtype=str)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         _refuse(f"参考数据文件缺少列：{'、'.join(missing)}", path, fix, column="、".join(missing))
@@ -191,7 +195,7 @@ def read_reference_csv(
 
 def _check_units(units: pd.DataFrame, units_file: Path) -> pd.DataFrame:
     """Check the units table row by row; return it typed (public_service bool, order int)."""
-    lines = units.index + 2  # file line numbers: the header is line 1
+    lines = units.index  # file line numbers (read_reference_csv)
 
     def refuse_rows(mask: pd.Series, column: str, problem: str, fix: str) -> None:
         if mask.any():
@@ -245,7 +249,7 @@ def _check_units(units: pd.DataFrame, units_file: Path) -> pd.DataFrame:
     except pa.errors.SchemaErrors as err:  # the checks above should leave nothing; never dump values
         cases = err.failure_cases
         columns = sorted({str(c) for c in cases["column"].dropna()})
-        rows = sorted({int(i) + 2 for i in cases["index"].dropna()})
+        rows = sorted({int(i) for i in cases["index"].dropna()})
         _refuse(
             f"units.csv 不符合规范（{'、'.join(columns)}）", units_file, _UNITS_FIX, "、".join(columns), rows
         )

@@ -125,6 +125,12 @@ def test_blank_lines_keep_file_line_numbers(tmp_path):
     assert err.rows == [5]  # line 4 is blank
 
 
+def test_a_row_with_more_fields_than_the_header_is_named(tmp_path):
+    """Found by the fuzz test: pandas took the extra field as the index and the loader crashed."""
+    err = input_error(tmp_path, HEADER + GOOD_ROWS + "x1,某单位,town,东区,,false,2,,多余\n")
+    assert err.rows == [6] and "列数" in err.problem
+
+
 def test_a_district_row_may_leave_its_district_empty(tmp_path):
     ref = load_city(
         city_folder(tmp_path, HEADER + GOOD_ROWS.replace("d1,东区,district,东区", "d1,东区,district,"))
@@ -342,3 +348,21 @@ def test_fuzz_periods(text):
     assert period.label.isascii() and period.start <= period.end
     period.with_previous(), period.shifted("year"), period.quarters(), period.title_cn()
     assert period.start_ts < period.end_ts
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(units=units_files(), meta=st.text(max_size=60).map(str.encode), period=st.text(max_size=12))
+def test_fuzz_cli_exits_0_or_2(tmp_path_factory, units, meta, period):
+    """Through the command line: a status of 0 or 2 and a message, never a traceback."""
+    from haocha_analysis.cli import cli
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / "city").mkdir()
+    (folder / "city" / "units.csv").write_bytes(units)
+    (folder / "city" / "city.yml").write_bytes(meta)
+    (folder / "data").mkdir()
+    args = ["tables", "--city", str(folder / "city"), "--period", period or "2023Q2"]
+    result = CliRunner().invoke(cli, [*args, "--data", str(folder / "data"), "--out", str(folder / "out")])
+    assert result.exit_code in (0, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert not (folder / "out").exists()
