@@ -1,7 +1,7 @@
 """Output folders: which folder a run may write, and how it is replaced so that a crash loses nothing.
 
 The one rule of every verb that writes (``ingest``, ``synth``, ``quality``, ``tables``, ``anomalies``,
-``bulletin``, ``run``): **a run owns only the folder it creates.** ``--out`` must be
+``bulletin``, ``run``, ``bench``): **a run owns only the folder it creates.** ``--out`` must be
 
 - absent (it is created), or empty, or
 - a previous haocha output of the same kind, recognised by its marker file :data:`MARKER` (or, for
@@ -294,12 +294,19 @@ def _me() -> dict:
     return {"pid": os.getpid(), "started": _process_start(os.getpid()), "host": socket.gethostname()}
 
 
-def owner_alive(owner: Mapping) -> bool:
-    """Whether the process an owner record names is still running (other hosts: assumed so)."""
+def owner_alive(owner: Mapping) -> bool | None:
+    """Whether the process an owner record names still runs; None when it ran on another host."""
     if owner.get("host") != socket.gethostname():
-        return True
+        return None
     started = _process_start(int(owner.get("pid", -1)))
     return started is not None and abs(started - float(owner.get("started") or 0)) < 1.0
+
+
+def _older_than_a_run(path: Path) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > STALE_AFTER.total_seconds()
+    except OSError:
+        return False
 
 
 def make_staging(folder: Path) -> Path:
@@ -311,17 +318,16 @@ def make_staging(folder: Path) -> Path:
 
 
 def _stale(path: Path) -> bool:
+    """Left by a run that no longer runs: its owner is gone, or (owner unknown) it is old."""
     owner_file = path / OWNER
     if path.is_dir() and owner_file.is_file():
         try:
-            return not owner_alive(json.loads(owner_file.read_text(encoding="utf-8")))
+            alive = owner_alive(json.loads(owner_file.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
-            pass
-    try:
-        age = time.time() - path.lstat().st_mtime
-    except OSError:
-        return False
-    return age > STALE_AFTER.total_seconds()
+            alive = None
+        if alive is not None:
+            return not alive
+    return _older_than_a_run(path)
 
 
 def _remove(path: Path) -> None:
@@ -470,8 +476,9 @@ def recover(folder: Path) -> list[Path]:
             plan, state, owner = record["moves"], record["state"], record["owner"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not one of ours
-        if owner_alive(owner):
-            continue
+        alive = owner_alive(owner)
+        if alive or (alive is None and not _older_than_a_run(journal)):
+            continue  # still swapping (or, from another host, maybe)
         try:
             if state == "done":
                 for move in plan:

@@ -276,3 +276,15 @@ def test_a_live_swap_is_not_recovered(tmp_path):
     assert outputs.recover(tmp_path) == [] and journal.exists()
     journal.write_text(json.dumps({"owner": dead_owner(), "state": "moving", "moves": []}), encoding="utf-8")
     assert outputs.recover(tmp_path) == [journal] and not journal.exists()
+
+
+def test_staging_of_another_host_is_kept_until_it_is_older_than_a_run(tmp_path):
+    target = tmp_path / "2023Q2"
+    outputs.mark(target, "bulletin")
+    elsewhere = {"pid": os.getpid(), "started": 0, "host": "another-host"}
+    young, old = tmp_path / ".2023Q2.tmp-a", tmp_path / ".2023Q2.tmp-b"
+    for folder in (young, old):
+        folder.mkdir()
+        (folder / outputs.OWNER).write_text(json.dumps(elsewhere), encoding="utf-8")
+    os.utime(old, (1, 1))
+    assert outputs.clean_stale(target) == [old] and young.exists()
