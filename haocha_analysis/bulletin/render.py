@@ -43,6 +43,26 @@ NO_CATALOGUE = "（未提供事项目录）"  # {matters_catalogued} when the ci
 NARRATIVE_FILE = "bulletin.yml"
 DEFAULT_NARRATIVE = TEMPLATES_DIR / "bulletin_default.yml"
 REQUIRED_NARRATIVE_KEYS = ("work_progress", "headline", "next_steps")
+PLAIN_NARRATIVE_KEYS = ("addressees", "issuer")  # printed as written, no placeholders
+# The computed values a narrative text may name ({city_name} …): the keys of placeholder_values.
+PLACEHOLDERS = (
+    "city_name",
+    "period_title",
+    "period_name",
+    "period_short",
+    "period_range",
+    "systems",
+    "systems_count",
+    "matters_catalogued",
+    "quality_sentence",
+    "total_cases",
+    "total_evaluations",
+    "evaluation_rate",
+    "valid_bad_reviews",
+    "bad_review_text",
+    "district_cases",
+    "city_department_cases",
+)
 CSS_FILE = TEMPLATES_DIR / "bulletin.css"
 JS_FILE = TEMPLATES_DIR / "interactive.js"  # sortable tables, chart values on hover (HTML only)
 NBCONVERT_TEMPLATE = "bulletin"
@@ -138,37 +158,104 @@ def _join_lines(text: str) -> str:
 
 
 def load_narrative(path: Path) -> dict[str, Any]:
-    """Read a narrative template (``bulletin.yml``) and check its required texts are there."""
+    """Read a narrative template (``bulletin.yml``) and check it completely, before any work is done.
+
+    The required texts must be there; every text must be a string whose placeholders are all known
+    (:data:`PLACEHOLDERS`) and well formed, so that a bad template is an input error at the start of
+    the run, never a failure inside the notebook.
+
+    Raises:
+        HaochaInputError: unreadable, not YAML, not a mapping, a missing text or a bad placeholder.
+    """
+    file = str(path)
+    fix = f"模板是 UTF-8 的 YAML 映射，键见 docs/bulletin.md（可参考 {DEFAULT_NARRATIVE.name}）"
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise HaochaInputError("通报文字模板不是 UTF-8 编码", file=file, fix=fix) from None
+    except OSError as err:
         raise HaochaInputError(
-            f"通报文字模板不是合法的 YAML：{err}", file=str(path), fix="检查缩进与引号"
-        ) from err
+            f"无法读取通报文字模板（{err.strerror or type(err).__name__}）", file=file, fix=fix
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise HaochaInputError(
+            "通报文字模板不是合法的 YAML" + (f"（第 {mark.line + 1} 行附近）" if mark else ""),
+            file=file,
+            rows=[mark.line + 1] if mark else None,
+            fix="检查缩进与引号；" + fix,
+        ) from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise HaochaInputError(
+            f"通报文字模板应是“键: 文字”的映射，而不是{type(data).__name__}", file=file, fix=fix
+        )
     missing = [k for k in REQUIRED_NARRATIVE_KEYS if not str(data.get(k) or "").strip()]
     if missing:
         raise HaochaInputError(
             f"通报文字模板缺少：{'、'.join(missing)}",
-            file=str(path),
+            file=file,
             column="、".join(missing),
             fix=f"在模板中填写 {'、'.join(REQUIRED_NARRATIVE_KEYS)}（可参考 {DEFAULT_NARRATIVE.name}）",
         )
+    texts = {
+        k: data[k]
+        for k in ("title", *REQUIRED_NARRATIVE_KEYS, *PLAIN_NARRATIVE_KEYS)
+        if data.get(k) is not None
+    }
+    titles = data.get("annex_titles") or {}
+    if not isinstance(titles, dict):
+        raise HaochaInputError(
+            "通报文字模板的 annex_titles 应是“附件名: 标题”的映射", file=file, column="annex_titles", fix=fix
+        )
+    unknown = sorted(str(k) for k in titles if k not in ANNEX_NAMES)
+    if unknown:
+        raise HaochaInputError(
+            f"通报文字模板的 annex_titles 有未知的附件：{'、'.join(unknown)}",
+            file=file,
+            column="annex_titles",
+            fix="附件名取 " + "、".join(ANNEX_NAMES),
+        )
+    texts.update({f"annex_titles.{k}": v for k, v in titles.items()})
+    sample = dict.fromkeys(PLACEHOLDERS, "0")
+    for key, value in texts.items():
+        if not isinstance(value, str):
+            raise HaochaInputError(
+                f"通报文字模板的“{key}”应是一段文字，而不是{type(value).__name__}",
+                file=file,
+                column=key,
+                fix="写成一段文字（多行用 |- 块）",
+            )
+        if key not in PLAIN_NARRATIVE_KEYS:
+            fill(value, sample, file=file, key=key)  # unknown or malformed placeholders, before any work
     return data
 
 
 def fill(template: str, values: dict[str, str], *, file: str = "", key: str = "") -> str:
-    """Replace ``{placeholder}`` in a narrative text; an unknown placeholder is a clear error."""
+    """Replace ``{placeholder}`` in a narrative text; an unknown or malformed placeholder is a clear error."""
     text = _join_lines(template)
-    names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    available = "可用占位符：" + "、".join("{" + n + "}" for n in sorted(values)) + "（见 docs/bulletin.md）"
+
+    def refuse(problem: str, fix: str) -> HaochaInputError:
+        return HaochaInputError(
+            f"通报文字模板的“{key}”{problem}", file=file or None, column=key or None, fix=fix + available
+        )
+
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        raise refuse("有不成对的花括号", "占位符写成 {名称}；原样出现的花括号写成 {{ 或 }}。") from None
     unknown = sorted({n for n in names if n not in values})
     if unknown:
-        raise HaochaInputError(
-            f"通报文字模板的“{key}”使用了未知占位符：{'、'.join('{' + n + '}' for n in unknown)}",
-            file=file or None,
-            column=key or None,
-            fix="可用占位符：" + "、".join("{" + n + "}" for n in sorted(values)) + "（见 docs/bulletin.md）",
-        )
-    return text.format_map(values)
+        raise refuse(f"使用了未知占位符：{'、'.join('{' + n + '}' for n in unknown)}", "")
+    try:
+        return text.format_map(values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise refuse(
+            "有无法填写的占位符格式（如 {名称:格式} 或 {名称!转换}）", "占位符只写 {名称}。"
+        ) from None
 
 
 def _int_text(value: Any) -> str:

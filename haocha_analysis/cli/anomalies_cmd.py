@@ -31,16 +31,18 @@ def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, his
 
     from haocha_analysis.analysis.anomalies.findings import detect, write_outputs
     from haocha_analysis.analysis.anomalies.run import load_history, load_period
+    from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
     t0 = time.perf_counter()
     ref = load_city(city)
     p = resolve_period(period)
-    data = load_period(data_dir, p)
-    check_coverage(data, p, data_dir)
-    history = load_history(data_dir, p, history_n)
-    findings = detect(ref, data, p, history)
-    paths = write_outputs(findings, out_dir)
+    with outputs.claim(out_dir, "anomalies", {"--data": data_dir, "--city": ref.path}) as out:
+        data = load_period(data_dir, p)
+        check_coverage(data, p, data_dir)
+        history = load_history(data_dir, p, history_n)
+        findings = detect(ref, data, p, history)
+        paths = write_outputs(findings, out)
     counts = findings["kind_cn"].value_counts()
     click.echo(
         f"{ref.city_name} {p.title_cn()}：发现 {len(findings)} 条异常"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from haocha_analysis.cli import user_errors
 from haocha_analysis.core.errors import HaochaInputError
 
 
@@ -17,14 +18,17 @@ from haocha_analysis.core.errors import HaochaInputError
 @click.option("--province", "province_scale", type=float, default=16.0, help="省级规模（只测表格）；0 跳过")
 @click.option("--city", default="zibo")
 @click.option("--period", default="2023Q2")
+@user_errors
 def bench_command(out_dir: Path, scales: str, province_scale: float, city: str, period: str) -> None:
     """基准测试：各阶段在不同规模下的耗时与内存，并与 DuckDB 对比。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     from haocha_analysis.bench.run import run_bench
     from haocha_analysis.cli import VERBS
+    from haocha_analysis.core import outputs
 
     scale_list = [float(s) for s in scales.split(",") if s]
-    results = run_bench(out_dir, scale_list, province_scale or None, city, period, verbs=list(VERBS))
+    with outputs.claim(out_dir, "bench") as out:
+        results = run_bench(out, scale_list, province_scale or None, city, period, verbs=list(VERBS))
     click.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
     if not all(r.get("ok") for r in results):
         sys.exit(1)

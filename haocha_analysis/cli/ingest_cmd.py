@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import city_option, out_option, period_option, user_errors
+from haocha_analysis.core import outputs
 from haocha_analysis.core.config import SALT_ENV, hash_salt
 from haocha_analysis.core.errors import HaochaInputError
 
@@ -50,19 +51,27 @@ def ingest_command(
 ) -> None:
     """导入导出文件（CSV/XLSX/Parquet），写出规范表与 ingest_log.json。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
+    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.reference import load_city
     from haocha_analysis.core.schemas import TABLES
     from haocha_analysis.ingest.build import ingest_files
     from haocha_analysis.ingest.labels import TABLE_LABELS
 
-    log = ingest_files(
-        profile,
-        list(files),
-        city,
-        period,
-        out_dir,
-        salt=_salt_from_env(salt_env),
-        extracted_on=extracted_on.date() if extracted_on else None,
-    )
+    ref = load_city(city)
+    stat_period = parse_period(period)
+    salt = _salt_from_env(salt_env)
+    inputs = {"--city": ref.path, "--profile": profile if Path(profile).is_file() else None}
+    inputs.update({f"导入文件 {f.name}": f for f in files})
+    with outputs.claim(out_dir, "data", inputs) as out:
+        log = ingest_files(
+            profile,
+            list(files),
+            ref,
+            stat_period,
+            out,
+            salt=salt,
+            extracted_on=extracted_on.date() if extracted_on else None,
+        )
     for warning in log.get("warnings", []):
         click.echo(warning, err=True)
     totals = log["totals"]

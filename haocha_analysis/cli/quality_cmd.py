@@ -19,10 +19,16 @@ from haocha_analysis.cli import city_option, data_option, out_option, period_opt
 def quality_command(city: str, period: str, data_dir: Path, out_dir: Path) -> None:
     """数据质检：关联度、5分钟及时性、完整性、重复与孤立记录，按来源系统、单位和日期输出。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
+    from haocha_analysis.core import outputs
+    from haocha_analysis.core.periods import resolve_period
+    from haocha_analysis.core.reference import load_city
     from haocha_analysis.quality.run import run_from_folder
 
     started = time.perf_counter()
-    report = run_from_folder(city, period, data_dir, out_dir)
+    ref = load_city(city)
+    resolve_period(period)  # a bad period is refused before the output folder is touched
+    with outputs.claim(out_dir, "quality", {"--data": data_dir, "--city": ref.path}) as out:
+        report = run_from_folder(city, period, data_dir, out)
     figures = report.figures
     click.echo(
         f"{figures['city']} {figures['period']} 数据质检：生产 {figures['produced']['total']} 条，"

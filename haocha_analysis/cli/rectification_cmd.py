@@ -29,9 +29,13 @@ def rectification_command(
     """差评核实整改台账：每条差评的阶段、工作日时限与超期标记，按单位、区县的整改指标（CSV、XLSX）。"""
     from haocha_analysis.analysis.rectification import open_ledger
     from haocha_analysis.analysis.rectification_report import write_outputs
+    from haocha_analysis.core import outputs
+    from haocha_analysis.core.reference import load_city
 
-    ledger = open_ledger(city, period, data_dir, as_of.date() if as_of else None)
-    paths = write_outputs(ledger, out_dir)
+    ref = load_city(city)
+    with outputs.claim(out_dir, "rectification", {"--data": data_dir, "--city": ref.path}) as out:
+        ledger = open_ledger(city, period, data_dir, as_of.date() if as_of else None)
+        paths = write_outputs(ledger, out)
     total = ledger.by_district.iloc[-1]
     click.echo(
         f"{ledger.city} {ledger.period.title_cn()} 差评台账（截至 {ledger.as_of.isoformat()}）："

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -24,6 +25,7 @@ from haocha_analysis.core.periods import parse_period
 def synth_command(city, period, scale, seed, scenario, history, as_csv, out_dir) -> None:
     """生成合成“好差评”数据（规范表与 truth.json），默认场景在 scale 1 时逐格复现通报附件。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
+    from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
     from haocha_analysis.synth.generate import (
         generate,
@@ -36,18 +38,20 @@ def synth_command(city, period, scale, seed, scenario, history, as_csv, out_dir)
     started = time.perf_counter()
     ref = load_city(city)
     p = parse_period(period)
-    result = generate(ref, p, scale, seed, scenario)
-    write(result, out_dir, p.label, csv=as_csv)
-    gen_s = result.seconds
-    lines = [
-        f"{p.label}: 办件 {len(result.tables['cases'])}，评价 {len(result.tables['evaluations'])}，"
-        f"异常 {len(result.truth['anomalies'])} 项（生成 {gen_s:.1f} 秒）"
-    ]
-    del result
-    if history:
-        for label, tables in iter_history(ref, p, history, scale, seed, scenario):
-            write_history({label: tables}, out_dir, csv=as_csv)
-            lines.append(f"{label}: 办件 {len(tables['cases'])}，评价 {len(tables['evaluations'])}")
+    scenario_file = scenario if Path(scenario).is_file() else None
+    with outputs.claim(out_dir, "data", {"--city": ref.path, "--scenario": scenario_file}) as out:
+        result = generate(ref, p, scale, seed, scenario)
+        write(result, out, p.label, csv=as_csv)
+        gen_s = result.seconds
+        lines = [
+            f"{p.label}: 办件 {len(result.tables['cases'])}，评价 {len(result.tables['evaluations'])}，"
+            f"异常 {len(result.truth['anomalies'])} 项（生成 {gen_s:.1f} 秒）"
+        ]
+        del result
+        if history:
+            for label, tables in iter_history(ref, p, history, scale, seed, scenario):
+                write_history({label: tables}, out, csv=as_csv)
+                lines.append(f"{label}: 办件 {len(tables['cases'])}，评价 {len(tables['evaluations'])}")
     click.echo("\n".join(lines))
     click.echo(
         f"写入 {out_dir}；总耗时 {time.perf_counter() - started:.1f} 秒，峰值内存 {peak_rss_mb():.0f} MB"

@@ -42,46 +42,47 @@ def tables_command(
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     from haocha_analysis.analysis.annexes import COMPARISONS, build_tables, load_period_data
+    from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
     ref = load_city(city)
     p = resolve_period(period)
-    if engine.engine != "pandas":
-        if compare:
-            raise HaochaInputError(
-                "--compare 暂不支持 --engine dask",
-                fix="去掉 --compare，或用 --engine pandas 生成环比、同比列",
-            )
-        from haocha_analysis.analysis.annexes import tables_from_counts
-        from haocha_analysis.engine.api import session, tables_counts
-
-        with session(engine):
-            counts = tables_counts(data_dir, p, engine, ref.limits)
-        report_coverage(counts.coverage, Path(data_dir))
-        result = tables_from_counts(
-            ref, counts.units, counts.systems, p, extracted_on.date() if extracted_on else None
+    local = None if "://" in str(data_dir) else Path(data_dir)
+    if engine.engine != "pandas" and compare:
+        raise HaochaInputError(
+            "--compare 暂不支持 --engine dask",
+            fix="去掉 --compare，或用 --engine pandas 生成环比、同比列",
         )
-        _report(ref, p, result, out_dir)
-        return
-    data_dir = Path(data_dir)
-    data = load_period_data(data_dir, p)
-    check_coverage(data, p, data_dir)
-    history = None
-    if compare:
-        history = {}
-        for kind in COMPARISONS:
-            shifted = p.shifted(kind)
-            if shifted is not None:
-                history[shifted.label] = load_period_data(data_dir, shifted)
-    result = build_tables(
-        ref,
-        data,
-        p,
-        extracted_on=extracted_on.date() if extracted_on else None,
-        compare=compare,
-        history=history,
-    )
-    _report(ref, p, result, out_dir)
+    with outputs.claim(out_dir, "tables", {"--data": local, "--city": ref.path}) as out:
+        if engine.engine != "pandas":
+            from haocha_analysis.analysis.annexes import tables_from_counts
+            from haocha_analysis.engine.api import session, tables_counts
+
+            with session(engine):
+                counts = tables_counts(data_dir, p, engine, ref.limits)
+            report_coverage(counts.coverage, Path(data_dir))
+            result = tables_from_counts(
+                ref, counts.units, counts.systems, p, extracted_on.date() if extracted_on else None
+            )
+        else:
+            data = load_period_data(local, p)
+            check_coverage(data, p, local)
+            history = None
+            if compare:
+                history = {}
+                for kind in COMPARISONS:
+                    shifted = p.shifted(kind)
+                    if shifted is not None:
+                        history[shifted.label] = load_period_data(local, shifted)
+            result = build_tables(
+                ref,
+                data,
+                p,
+                extracted_on=extracted_on.date() if extracted_on else None,
+                compare=compare,
+                history=history,
+            )
+        _report(ref, p, result, out)
 
 
 def _report(ref: object, p: object, result: object, out_dir: Path) -> None:

@@ -55,6 +55,12 @@ def _commands() -> list[click.Command]:
         from haocha_analysis.pipeline.run import BulletinFailed
 
         ids = [u.strip() for u in (unit_ids or "").split(",") if u.strip()]
+        if out_dir is not None:  # the folder is swapped in whole: it must be ours (or absent, or empty)
+            from haocha_analysis.core import outputs
+            from haocha_analysis.core.reference import load_city
+
+            inputs = {"--data": data_dir, "--city": load_city(city).path}
+            out_dir = outputs.check_out(out_dir, "units", inputs)
         try:
             units.cli_entry(city, period, data_dir, out_dir, level, ids or None)
         except BulletinFailed as err:

@@ -7,6 +7,8 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
+from haocha_analysis.core.errors import HaochaInputError
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _CHECKOUT = PACKAGE_DIR.parent
 # Run from a checkout (an editable install): the repository's data/, notebooks/ and reports/.
@@ -32,6 +34,53 @@ NOTEBOOKS_DIR = _CHECKOUT / "notebooks" if IN_CHECKOUT else BUNDLED_DIR / "noteb
 REPORTS_DIR = PROJ_ROOT / "reports"
 TEMPLATES_DIR = PACKAGE_DIR / "bulletin" / "templates"
 SCENARIOS_DIR = PACKAGE_DIR / "synth" / "scenarios"
+
+
+def check_name(name: str, what: str, *, source: str | None = None) -> str:
+    """A name that becomes one folder name (a city key): never empty, ``.``/``..``, hidden or a path.
+
+    Args:
+        name: the name.
+        what: what it names, for the message (e.g. ``城市名称``).
+        source: where the name came from (a folder or option), for the message.
+
+    Raises:
+        HaochaInputError: the name would leave its folder or hide in it.
+    """
+    text = str(name)
+    bad = (
+        text.strip() in ("", ".", "..")
+        or text.startswith(".")
+        or any(sep in text for sep in ("/", "\\", "\0"))
+        or text != text.strip()
+    )
+    if bad:
+        raise HaochaInputError(
+            f"{what}“{text}”不能用作目录名（不能为空、以点开头、含路径分隔符或首尾空白）",
+            file=source,
+            fix="--city 给出 data/reference/ 下的城市名称，或城市参考数据目录本身的路径（不以 .. 结尾）",
+        )
+    return text
+
+
+def reports_path(*parts: str) -> Path:
+    """A default output folder ``reports/<part>/…``, checked to stay under the reports root.
+
+    The check is lexical (``..`` and absolute parts are refused), so a reports folder that is itself a
+    symbolic link to another disk keeps working.
+
+    Raises:
+        HaochaInputError: a part would lead outside ``reports/``.
+    """
+    root = Path(os.path.abspath(REPORTS_DIR))
+    path = Path(os.path.abspath(root.joinpath(*parts)))
+    if path == root or root not in path.parents:
+        raise HaochaInputError(
+            f"默认输出目录 {path} 不在报告目录 {root} 之下",
+            fix="检查 --city 与 --period（城市名称不能含路径），或用 --out 明确给出输出目录",
+        )
+    return path
+
 
 # Jupyter kernel registered by `make setup`; papermill always runs notebooks with it.
 KERNEL_NAME = "haocha"

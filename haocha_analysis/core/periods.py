@@ -49,28 +49,16 @@ class Period:
         return (self.end - self.start).days + 1
 
     def shifted(self, kind: str) -> Period | None:
-        """The previous period (``'previous'``, 环比) or the same one a year earlier (``'year'``, 同比)."""
-        if kind == "year":
-            try:
-                return parse_period(_shift_label(self, years=-1))
-            except (HaochaInputError, ValueError):
-                return None
-        if kind != "previous":
+        """The previous period (``'previous'``, 环比) or the same one a year earlier (``'year'``, 同比).
+
+        None when that period falls outside the years a period may take (see ``MIN_YEAR``).
+        """
+        if kind not in ("previous", "year"):
             raise ValueError(kind)
-        if self.kind == "quarter":
-            y, q = self.start.year, (self.start.month - 1) // 3 + 1
-            return parse_period(f"{y - 1}Q4" if q == 1 else f"{y}Q{q - 1}")
-        if self.kind == "month":
-            prev = self.start - timedelta(days=1)
-            return parse_period(f"{prev.year}-{prev.month:02d}")
-        if self.kind == "half":
-            h = 1 if self.start.month == 1 else 2
-            return parse_period(f"{self.start.year - 1}H2" if h == 1 else f"{self.start.year}H1")
-        if self.kind == "year":
-            return parse_period(str(self.start.year - 1))
-        length = self.end - self.start
-        end = self.start - timedelta(days=1)
-        return parse_period(f"{end - length}..{end}")
+        try:
+            return parse_period(_shift_label(self, years=-1) if kind == "year" else _previous_label(self))
+        except (HaochaInputError, ValueError):
+            return None
 
     def with_previous(self) -> Period:
         """This period and the one before it, as one range (what is read to link earlier cases)."""
@@ -82,12 +70,13 @@ class Period:
     def quarters(self) -> list[Period]:
         """Calendar quarters that overlap the period."""
         out, y, q = [], self.start.year, (self.start.month - 1) // 3 + 1
-        while True:
+        while y <= MAX_YEAR:
             p = parse_period(f"{y}Q{q}")
             if p.start > self.end:
                 return out
             out.append(p)
             y, q = (y + 1, 1) if q == 4 else (y, q + 1)
+        return out
 
     def title_cn(self) -> str:
         """Period as a bulletin title names it: 2023年第二季度, 2023年4月, 2023年上半年…."""
@@ -121,6 +110,21 @@ class Period:
         return f"{s.year}年{s.month}月{s.day}日至{end}"
 
 
+def _previous_label(p: Period) -> str:
+    if p.kind == "quarter":
+        y, q = p.start.year, (p.start.month - 1) // 3 + 1
+        return f"{y - 1}Q4" if q == 1 else f"{y}Q{q - 1}"
+    if p.kind == "month":
+        prev = p.start - timedelta(days=1)
+        return f"{prev.year}-{prev.month:02d}"
+    if p.kind == "half":
+        return f"{p.start.year - 1}H2" if p.start.month == 1 else f"{p.start.year}H1"
+    if p.kind == "year":
+        return str(p.start.year - 1)
+    end = p.start - timedelta(days=1)
+    return f"{end - (p.end - p.start)}..{end}"
+
+
 def _shift_label(p: Period, years: int) -> str:
     y = p.start.year + years
     if p.kind == "quarter":
@@ -134,34 +138,73 @@ def _shift_label(p: Period, years: int) -> str:
     return f"{p.start.replace(year=p.start.year + years)}..{p.end.replace(year=p.end.year + years)}"
 
 
+# Years a period may fall in: wide enough for any real 好差评 data (the system dates from 2019) and
+# for synthetic history, narrow enough that the previous period, the same period a year earlier and
+# every timestamp of the period stay valid dates and pandas timestamps (1677–2262).
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
+def _period_error(problem: str, text: str, fix: str | None = None) -> HaochaInputError:
+    return HaochaInputError(
+        f"统计期“{text}”{problem}",
+        column="--period",
+        fix=fix or f"请使用 {PERIOD_HELP}，例如 2023Q2",
+    )
+
+
+def _year(text: str, original: str) -> int:
+    y = int(text)
+    if not MIN_YEAR <= y <= MAX_YEAR:
+        raise _period_error(f"的年份 {text} 超出范围", original, f"年份取 {MIN_YEAR}–{MAX_YEAR}，例如 2023Q2")
+    return y
+
+
+def _day(text: str, original: str) -> date:
+    _year(text[:4], original)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _period_error(
+            f"中的日期 {text} 不存在", original, "日期写成 YYYY-MM-DD，如 2023-04-01"
+        ) from None
+
+
 def parse_period(text: str) -> Period:
-    """Parse ``2023Q2``, ``2023-04``, ``2023H1``, ``2023`` or ``2023-04-01..2023-05-15``."""
+    """Parse ``2023Q2``, ``2023-04``, ``2023H1``, ``2023`` or ``2023-04-01..2023-05-15``.
+
+    Only ASCII digits are read (a full-width ``２０２３`` would otherwise become a folder name), years lie
+    in ``MIN_YEAR``–``MAX_YEAR``, and a range's start is not after its end.
+
+    Raises:
+        HaochaInputError: anything else, with what to write instead.
+    """
     s = str(text).strip()
-    if m := re.fullmatch(r"(\d{4})[Qq]([1-4])", s):
-        y, q = int(m[1]), int(m[2])
+    if any(ch.isdigit() and not ch.isascii() for ch in s):
+        raise _period_error("含全角或其他非 ASCII 数字", s, "用半角数字书写，例如 2023Q2")
+    if m := re.fullmatch(r"([0-9]{4})[Qq]([1-4])", s):
+        y, q = _year(m[1], s), int(m[2])
         start = date(y, 3 * q - 2, 1)
         end = (date(y + 1, 1, 1) if q == 4 else date(y, 3 * q + 1, 1)) - timedelta(days=1)
         return Period(f"{y}Q{q}", "quarter", start, end)
-    if m := re.fullmatch(r"(\d{4})-(\d{1,2})", s):
-        y, mo = int(m[1]), int(m[2])
-        if 1 <= mo <= 12:
-            end = (date(y + 1, 1, 1) if mo == 12 else date(y, mo + 1, 1)) - timedelta(days=1)
-            return Period(f"{y}-{mo:02d}", "month", date(y, mo, 1), end)
-    if m := re.fullmatch(r"(\d{4})[Hh]([12])", s):
-        y, h = int(m[1]), int(m[2])
+    if m := re.fullmatch(r"([0-9]{4})-([0-9]{1,2})", s):
+        y, mo = _year(m[1], s), int(m[2])
+        if not 1 <= mo <= 12:
+            raise _period_error(f"的月份 {m[2]} 不在 1–12 之间", s, "月份写成 YYYY-MM，如 2023-04")
+        end = (date(y + 1, 1, 1) if mo == 12 else date(y, mo + 1, 1)) - timedelta(days=1)
+        return Period(f"{y}-{mo:02d}", "month", date(y, mo, 1), end)
+    if m := re.fullmatch(r"([0-9]{4})[Hh]([12])", s):
+        y, h = _year(m[1], s), int(m[2])
         start, end = (date(y, 1, 1), date(y, 6, 30)) if h == 1 else (date(y, 7, 1), date(y, 12, 31))
         return Period(f"{y}H{h}", "half", start, end)
-    if re.fullmatch(r"\d{4}", s):
-        y = int(s)
+    if re.fullmatch(r"[0-9]{4}", s):
+        y = _year(s, s)
         return Period(s, "year", date(y, 1, 1), date(y, 12, 31))
-    if m := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", s):
-        try:
-            start, end = date.fromisoformat(m[1]), date.fromisoformat(m[2])
-        except ValueError:
-            start = end = None
-        if start and end and start <= end:
-            return Period(f"{start}..{end}", "range", start, end)
-    raise HaochaInputError(f"无法识别的统计期“{s}”", fix=f"请使用 {PERIOD_HELP}，例如 2023Q2")
+    if m := re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})", s):
+        start, end = _day(m[1], s), _day(m[2], s)
+        if start > end:
+            raise _period_error("的开始晚于结束", s, f"把两端对调：{end}..{start}")
+        return Period(f"{start}..{end}", "range", start, end)
+    raise _period_error("无法识别", s)
 
 
 def latest_complete_quarter(today: date | None = None) -> Period:

@@ -6,10 +6,14 @@ Nothing about any one city is hard-coded: another city is another folder.
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import pandera.pandas as pa
@@ -20,6 +24,7 @@ from haocha_analysis.core.config import (
     REFERENCE_DIRS,
     REVISIT_WORKING_DAYS,
     VERIFICATION_WORKING_DAYS,
+    check_name,
 )
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.schemas import LEVELS
@@ -168,15 +173,199 @@ class CityReference:
         return difflib.get_close_matches(normalize_name(name), names, n=n, cutoff=0.3)
 
 
+UNITS_REQUIRED = ("unit_id", "unit_name", "level", "public_service", "order")
+UNITS_OPTIONAL = ("district", "category", "aliases")
+MATTERS_REQUIRED = ("matter_code", "matter_name")
+MATTERS_OPTIONAL = ("unit_id", "category", "level", "type")
+BOOLEAN_TEXT = {"true": True, "false": False, "": False}
+# Text values of city.yml that the bulletin and the annex 备注 print.
+CITY_TEXT_KEYS = ("city_name", "system_name", "addressees", "issuer", "region_code")
+_UNITS_FIX = (
+    "units.csv 为 UTF-8 编码的 CSV，列 unit_id、unit_name、level、district、category、public_service、"
+    "order、aliases（见 docs/data-contract.md 的 units 表）"
+)
+
+
+def _refuse(
+    problem: str, file: Path, fix: str, column: str | None = None, rows: Iterable[int] | None = None
+) -> NoReturn:
+    raise HaochaInputError(
+        problem, file=str(file), column=column, rows=None if rows is None else list(rows), fix=fix
+    )
+
+
+def read_reference_csv(
+    path: Path, required: tuple[str, ...], optional: tuple[str, ...], fix: str
+) -> pd.DataFrame:
+    """Read a reference CSV as text: UTF-8 (BOM allowed), a header, the required columns, data rows.
+
+    Optional columns that are missing are added empty. The frame is indexed by file line (the header
+    is line 1), so that row numbers in errors are the lines a user opens; blank lines are skipped.
+
+    Raises:
+        HaochaInputError: unreadable, not UTF-8, empty, header only, malformed or missing columns.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        _refuse(f"无法读取参考数据文件（{err.strerror or type(err).__name__}）", path, fix)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        _refuse(
+            "参考数据文件不是 UTF-8 编码（可能是 GB18030/GBK）",
+            path,
+            "用文本编辑器或 Excel 另存为“CSV UTF-8”后重试",
+        )
+    if not text.strip():
+        _refuse("参考数据文件是空的", path, fix)
+    if "\0" in text:
+        _refuse("参考数据文件含空字符（不是文本 CSV）", path, fix)
+    reader = csv.reader(io.StringIO(text))
+    records: list[list[str]] = []
+    lines: list[int] = []
+    ragged: list[int] = []
+    try:
+        header = [name.strip() for name in next(reader)]
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line: skipped, and the line numbers of the rows after it stay true
+            if len(row) != len(header):
+                ragged.append(reader.line_num)
+                continue
+            records.append(row)
+            lines.append(reader.line_num)
+    except csv.Error:
+        _refuse("参考数据文件不是规整的 CSV（引号不成对）", path, fix, rows=[reader.line_num])
+    if ragged:
+        _refuse(
+            f"参考数据文件有 {len(ragged)} 行的列数与表头（{len(header)} 列）不同",
+            path,
+            "检查这些行的逗号与引号（含逗号的值要加英文双引号）",
+            rows=ragged,
+        )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        _refuse(
+            f"参考数据文件的表头有重复的列名：{'、'.join(repeated)}", path, fix, column="、".join(repeated)
+        )
+    # indexed by file line (the header is line 1), for the row numbers of later errors
+    frame = pd.DataFrame(records, columns=header, index=pd.Index(lines, dtype="int64"), dtype=str)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        _refuse(f"参考数据文件缺少列：{'、'.join(missing)}", path, fix, column="、".join(missing))
+    if frame.empty:
+        _refuse("参考数据文件只有表头，没有数据行", path, fix)
+    for col in optional:
+        if col not in frame:
+            frame[col] = ""
+    return frame
+
+
+def _check_units(units: pd.DataFrame, units_file: Path) -> pd.DataFrame:
+    """Check the units table row by row; return it typed (public_service bool, order int)."""
+    lines = units.index  # file line numbers (read_reference_csv)
+
+    def refuse_rows(mask: pd.Series, column: str, problem: str, fix: str) -> None:
+        if mask.any():
+            _refuse(
+                f"units.csv 的 {column} 列{problem}（共 {int(mask.sum())} 行）",
+                units_file,
+                fix,
+                column,
+                lines[mask.to_numpy()],
+            )
+
+    units = units.copy()
+    for col in units.columns:
+        units[col] = units[col].astype(str).str.strip()
+    for col in ("unit_id", "unit_name", "level", "order"):
+        refuse_rows(units[col] == "", col, "有空值", f"每个单位都要填写 {col}")
+    refuse_rows(~units["level"].isin(LEVELS), "level", "有未知的层级", f"level 取 {'/'.join(LEVELS)}")
+    for col in ("unit_id", "unit_name"):
+        refuse_rows(
+            units[col].duplicated(keep=False),
+            col,
+            "有重复的值",
+            f"每个单位一行，{col} 不重复（重复的行见行号）",
+        )
+    flags = units["public_service"].str.lower().map(BOOLEAN_TEXT)
+    refuse_rows(
+        flags.isna(), "public_service", "有无法识别的值", "public_service 取 true 或 false（空为 false）"
+    )
+    units["public_service"] = flags.astype(bool)
+    integral = units["order"].str.fullmatch(r"[+-]?[0-9]+")
+    refuse_rows(~integral, "order", "不是整数", "order 为整数（官方顺序 1、2、3…），不能有小数")
+    units["order"] = units["order"].astype(int)
+    districts = units["level"] == "district"
+    # A district row belongs to itself (contract: "its own name for a district row").
+    units.loc[districts & (units["district"] == ""), "district"] = units["unit_name"]
+    refuse_rows(
+        districts & (units["district"] != units["unit_name"]),
+        "district",
+        "在区县行（level=district）中指向了别的单位",
+        "区县行的 district 填它自己的 unit_name（或留空）",
+    )
+    district_names = set(units.loc[districts, "unit_name"])
+    refuse_rows(
+        (units["level"] != "city_dept") & ~units["district"].isin(district_names),
+        "district",
+        "所指的区县不在区县行（level=district）之列",
+        "district 列填写所属区县的 unit_name",
+    )
+    try:
+        return UNITS_SCHEMA.validate(units, lazy=True)
+    except pa.errors.SchemaErrors as err:  # the checks above should leave nothing; never dump values
+        cases = err.failure_cases
+        columns = sorted({str(c) for c in cases["column"].dropna()})
+        rows = sorted({int(i) for i in cases["index"].dropna()})
+        _refuse(
+            f"units.csv 不符合规范（{'、'.join(columns)}）", units_file, _UNITS_FIX, "、".join(columns), rows
+        )
+
+
+def _read_meta(meta_file: Path) -> dict:
+    fix = "city.yml 是 UTF-8 的 YAML 映射，如 “city_name: 淄博市”（每行“键: 值”）"
+    try:
+        text = meta_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        _refuse("city.yml 不是 UTF-8 编码", meta_file, fix)
+    except OSError as err:
+        _refuse(f"无法读取 city.yml（{err.strerror or type(err).__name__}）", meta_file, fix)
+    try:
+        meta = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        _refuse(
+            "city.yml 不是合法的 YAML" + (f"（第 {mark.line + 1} 行附近）" if mark else ""),
+            meta_file,
+            fix,
+            rows=[mark.line + 1] if mark else None,
+        )
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        _refuse(f"city.yml 应是“键: 值”的映射，而不是{type(meta).__name__}", meta_file, fix)
+    bad = [str(k) for k in CITY_TEXT_KEYS if k in meta and not isinstance(meta[k], str | int | type(None))]
+    if bad:
+        _refuse(f"city.yml 中 {'、'.join(bad)} 应是一段文字", meta_file, fix, column="、".join(bad))
+    return {str(k): v for k, v in meta.items()}
+
+
 def load_city(city: str | Path) -> CityReference:
-    """Load a city by name under ``data/reference/`` or by path to a reference folder."""
+    """Load a city by name under ``data/reference/`` or by path to a reference folder.
+
+    Raises:
+        HaochaInputError: an unknown city, or reference files that break the data contract (each
+            message names the file, the column, the rows and the fix; never a value's dump).
+    """
     path = Path(city)
-    if not (path.is_dir() and (path / "units.csv").exists()):
-        found = [d / str(city) for d in REFERENCE_DIRS if (d / str(city) / "units.csv").exists()]
+    if not (path.is_dir() and (path / "units.csv").is_file()):
+        found = [d / str(city) for d in REFERENCE_DIRS if (d / str(city) / "units.csv").is_file()]
         path = found[0] if found else REFERENCE_DIRS[0] / str(city)
     path = path.resolve()  # the notebook runs with its own working directory
     units_file = path / "units.csv"
-    if not units_file.exists():
+    if not units_file.is_file():
         known = sorted(
             {p.name for d in REFERENCE_DIRS if d.is_dir() for p in d.iterdir() if (p / "units.csv").exists()}
         )
@@ -185,46 +374,27 @@ def load_city(city: str | Path) -> CityReference:
             file=str(units_file),
             fix=f"--city 取 data/reference/ 下的名称（现有：{'、'.join(known)}）或含 units.csv 的目录路径",
         )
-    units = pd.read_csv(units_file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    for col in ("district", "category", "aliases"):
-        if col not in units:
-            units[col] = ""
-    try:
-        units["public_service"] = (
-            units["public_service"].str.lower().map({"true": True, "false": False, "": False})
-        )
-        units["order"] = pd.to_numeric(units["order"]).astype(int)
-        units = UNITS_SCHEMA.validate(units, lazy=True)
-    except (pa.errors.SchemaErrors, ValueError, TypeError) as err:
-        raise HaochaInputError(
-            f"参考数据 units.csv 不符合规范：{str(err)[:500]}",
-            file=str(units_file),
-            fix="unit_id、unit_name 唯一；level 取 district/city_dept/district_dept/town/village；"
-            "public_service 取 true/false；order 为整数",
-        ) from err
-    district_names = set(units.loc[units["level"] == "district", "unit_name"])
-    local = units[units["level"] != "city_dept"]
-    bad = local[~local["district"].isin(district_names)]
-    if len(bad):
-        raise HaochaInputError(
-            "参考数据中有单位的所属区县不在区县行（level=district）之列",
-            file=str(units_file),
-            column="district",
-            rows=(bad.index + 2).tolist(),
-            fix="district 列填写所属区县的 unit_name",
-        )
+    # The key names output folders (reports/<key>/…): the folder's own name, never "..".
+    key = check_name(path.resolve().name, "城市名称", source=str(path))
+    units = read_reference_csv(units_file, UNITS_REQUIRED, UNITS_OPTIONAL, _UNITS_FIX)
+    units = _check_units(units, units_file)
     matters_file = path / "matters.csv"
-    matters = (
-        pd.read_csv(matters_file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        if matters_file.exists()
-        else None
-    )
+    matters = None
+    if matters_file.exists():
+        matters = read_reference_csv(
+            matters_file,
+            MATTERS_REQUIRED,
+            MATTERS_OPTIONAL,
+            "matters.csv 为 UTF-8 编码的 CSV，至少有 matter_code、matter_name 两列（见数据契约）",
+        )
     meta_file = path / "city.yml"
-    meta = (yaml.safe_load(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}) or {}
+    meta = _read_meta(meta_file) if meta_file.exists() else {}
+    if matters is not None:
+        matters = matters.reset_index(drop=True)
     return CityReference(
-        key=path.name,
+        key=key,
         path=path,
-        units=units,
+        units=units.reset_index(drop=True),
         matters=matters,
         meta=meta,
         limits=closed_loop_limits(meta, meta_file),

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from haocha_analysis.core import atomic
+from haocha_analysis.core import atomic, outputs
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.schemas import (
@@ -458,39 +457,9 @@ def write_tables(
     return written
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def swap_in(moves: list[tuple[Path, Path]]) -> None:
-    """Move staged folders/files into place as one set: all of them, or none.
-
-    Each existing target is first renamed aside; if any move fails, the old ones are put back. The
-    old ones are deleted only when every new one is in place.
-    """
-    aside: list[tuple[Path, Path]] = []
-    done: list[Path] = []
-    try:
-        for src, target in moves:
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
-                aside.append((old, target))
-            os.replace(src, target)
-            done.append(target)
-    except BaseException:
-        for target in done:
-            _remove(target)
-        for old, target in aside:
-            os.replace(old, target)
-        for src, _ in moves:
-            _remove(src)
-        raise
-    for old, _ in aside:
-        _remove(old)
+    """Move staged folders/files into place as one set, all or none, even across a crash (core.outputs)."""
+    outputs.swap_in(moves)
 
 
 EXTRACTIONS_FILE = "extractions.json"

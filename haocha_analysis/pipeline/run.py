@@ -1,9 +1,12 @@
 """The whole run, stage by stage: ingest-if-needed → quality → tables → anomalies → bulletin.
 
-Everything is built in a temporary folder beside the target (``reports/<city>/.<period>.tmp-<run>``)
-and moved into place only when every stage succeeded, so a failed run leaves the previous outputs of
-that period intact and never anything half-written that looks complete. The failed run's folder is
-kept as ``.<period>.failed-<run>`` (only the latest one) for diagnosis.
+The output folder obeys the one rule of :mod:`haocha_analysis.core.outputs`: absent, empty or a
+previous bulletin, never an input. Everything is built in a staging folder beside the target
+(``reports/<city>/.<period>.tmp-<run>``, which also holds the kernel's connection file) and swapped
+into place by :func:`outputs.swap_in` only when every stage succeeded, so a failed or killed run
+leaves the previous outputs of that period intact and never anything half-written that looks
+complete. A failed run's folder is kept as ``.<period>.failed-<run>`` until the next run of that
+output starts; a killed run's staging is removed by the next run (:func:`outputs.clean_stale`).
 
 Each stage prints a line when it ends (with marks on a terminal); not on a terminal, the run also logs to
 ``reports/<city>/logs/haocha.log`` (errors still go to stderr, which cron mails).
@@ -40,8 +43,16 @@ from haocha_analysis.analysis import annexes as tables
 from haocha_analysis.analysis import anomalies, rectification, rectification_report
 from haocha_analysis.bulletin import docx, index, render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
+from haocha_analysis.core import outputs
 from haocha_analysis.core.calendar import add_working_days
-from haocha_analysis.core.config import KERNEL_NAME, NOTEBOOKS_DIR, PROJ_ROOT, REPORTS_DIR
+from haocha_analysis.core.config import (
+    KERNEL_NAME,
+    NOTEBOOKS_DIR,
+    PROJ_ROOT,
+    REPORTS_DIR,
+    SYNTHETIC_DIR,
+    reports_path,
+)
 from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
@@ -62,6 +73,7 @@ RESULTS_PICKLE = "_results.pkl"  # hand-over from the stages to the notebook; re
 MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
 DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
+KERNEL_CONNECTION_FILE = ".kernel.json"  # in the staging folder; removed with it
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
 RECTIFICATION_SUBDIR = "rectification"
@@ -298,6 +310,7 @@ def ingest_if_needed(
     if not files:
         raise HaochaInputError("待导入目录中没有文件", file=str(inbox), fix="放入该统计期的原始导出文件")
     ingest.ingest_files(Path(profile), files, ref, period, data_dir)
+    outputs.mark(data_dir, "data")  # the folder is a haocha data folder from now on
     return data_dir, f"已导入 {len(files)} 个文件"
 
 
@@ -341,6 +354,7 @@ def compute(
         settings = settings or RunSettings()
         report = quality.run_quality(ref, data, period, settings.quality)
         if out_dir is not None:
+            outputs.mark(Path(out_dir) / QUALITY_SUBDIR, "quality")
             quality.write_outputs(report, Path(out_dir) / QUALITY_SUBDIR)
     with recorder.stage("tables"):
         extraction = date.fromisoformat(extracted_on) if extracted_on else None
@@ -363,6 +377,7 @@ def compute(
         findings = anomalies.detect(ref, data, period, history=history, settings=settings.anomalies)
         problems = anomalies.problems_paragraph(findings, ref, period)
         if out_dir is not None:
+            outputs.mark(Path(out_dir) / ANOMALIES_SUBDIR, "anomalies")
             anomalies.write_outputs(findings, Path(out_dir) / ANOMALIES_SUBDIR)
     return StageResults(
         tables=result,
@@ -575,6 +590,9 @@ def execute_notebook(
 ) -> None:
     """Execute a notebook with papermill: typed parameters, the project kernel, explicit cwd.
 
+    The kernel's connection file goes beside ``output`` (the run's staging folder), not into the system
+    temporary folder, so that a killed run's file goes with its staging folder.
+
     Args:
         output: the executed notebook to write.
         parameters: typed values for the ``parameters`` cell (never ``-p`` strings).
@@ -583,6 +601,10 @@ def execute_notebook(
         notebook_path: the notebook to run (default: the bulletin's).
     """
     import papermill as pm
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.connection_file = str(Path(output).parent / KERNEL_CONNECTION_FILE)
 
     with _stderr_to(None if interactive else log_file):
         pm.execute_notebook(
@@ -593,6 +615,7 @@ def execute_notebook(
             cwd=str(PROJ_ROOT),
             progress_bar=interactive,
             log_output=False,
+            config=config,
         )
 
 
@@ -609,28 +632,67 @@ def _cell_durations(notebook: Path) -> list[dict]:
     return out
 
 
-def _publish(staging: Path, target: Path, run_id: str) -> None:
-    """Swap the finished folder into place: the old outputs are replaced only by complete new ones."""
-    old = target.parent / f".{target.name}.old-{run_id}"
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        if old.exists():
-            os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+def _publish(staging: Path, target: Path) -> None:
+    """Swap the finished folder into place, crash-safe: old outputs are replaced only by complete new ones.
+
+    A run killed during the swap leaves a journal; the next run's :func:`outputs.check_out` restores
+    the old folder.
+    """
+    outputs.swap_in([(staging, target)], journal_dir=target.parent, keep_sources=True)
+    (target / outputs.OWNER).unlink(missing_ok=True)
 
 
 def _keep_failed(staging: Path, target: Path, run_id: str) -> Path | None:
+    """Keep a failed run's staging folder for diagnosis, without the hand-over pickle and kernel file."""
     if not staging.exists():
         return None
+    for leftover in (RESULTS_PICKLE, KERNEL_CONNECTION_FILE, outputs.OWNER):
+        (staging / leftover).unlink(missing_ok=True)
     for previous in target.parent.glob(f".{target.name}.failed-*"):
         shutil.rmtree(previous, ignore_errors=True)
     failed = target.parent / f".{target.name}.failed-{run_id}"
     os.replace(staging, failed)
     return failed
+
+
+def preflight(
+    ref: CityReference,
+    period: Period,
+    data_dir: Path | None,
+    out_dir: Path | None,
+    narrative_file: Path | None,
+    *,
+    ingest: bool = False,
+    inbox: Path | None = None,
+    profile: Path | None = None,
+) -> tuple[Path, Path]:
+    """Every check a run makes before it writes anything, so that bad input is exit 2 with nothing written.
+
+    The narrative template (placeholders included), the output folder (``--out``, else
+    ``reports/<city>/<period>/``) by the rule of :mod:`haocha_analysis.core.outputs`, and, for
+    ``haocha run`` when the period is missing, the data folder it would ingest into.
+
+    Returns:
+        The output folder (absolute) and the narrative template.
+    """
+    narrative = render.narrative_path(ref, narrative_file)
+    render.load_narrative(narrative)
+    inputs = {
+        "--city": ref.path,
+        "--data": data_dir if data_dir else SYNTHETIC_DIR / ref.key,
+        "--narrative": narrative_file,
+        "--inbox": inbox,
+        "--profile": profile,
+    }
+    target = outputs.check_out(
+        Path(out_dir) if out_dir else reports_path(ref.key, period.label), "bulletin", inputs
+    )
+    missing = data_dir is not None and not (Path(data_dir).exists() and has_period(Path(data_dir), period))
+    if ingest and missing and inbox and profile:  # haocha run will ingest into --data
+        outputs.check_out(
+            data_dir, "data", {"--inbox": inbox, "--profile": profile, "--city": ref.path}, option="--data"
+        )
+    return target, narrative
 
 
 def build_bulletin(
@@ -695,12 +757,14 @@ def build_bulletin(
                     f"{what}“{value}”无法识别", column=option, fix="写成 YYYY-MM-DD，如 2023-07-04"
                 ) from err
     run_settings = RunSettings.for_city(ref, settings_file)  # a bad settings file fails before any work
-    target = Path(out_dir) if out_dir else REPORTS_DIR / ref.key / per.label
-    target = target if target.is_absolute() else Path.cwd() / target
+    target, narrative = preflight(
+        ref, per, data_dir, out_dir, narrative_file, ingest=ingest, inbox=inbox, profile=profile
+    )
+    outputs.clean_stale(target)
     run_id = new_run_id()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{run_id}"
-    staging.mkdir()
+    staging = outputs.make_staging(target.parent / f".{target.name}.tmp-{run_id}")
+    outputs.mark(staging, "bulletin")
     file_log = logging.FileHandler(staging / RUN_LOG, encoding="utf-8")
     file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(file_log)
@@ -723,8 +787,6 @@ def build_bulletin(
             data_path = resolve_data_dir(ref, per, data_dir)
         if not extracted_on and (recorded := extraction_date(data_path, per)) is not None:
             extracted_on = recorded.isoformat()  # as recorded by ingest or synth for this data
-        narrative = render.narrative_path(ref, narrative_file)
-        render.load_narrative(narrative)  # a bad template fails before any work
         results = compute(
             ref,
             per,
@@ -821,7 +883,7 @@ def build_bulletin(
         manifest["outputs"] = {
             str(p.relative_to(staging)): p.stat().st_size
             for p in sorted(staging.rglob("*"))
-            if p.is_file() and p.name != RUN_LOG
+            if p.is_file() and p.name != RUN_LOG and not p.name.startswith(".")
         }
         if pdf:
             manifest["pdf_pages"] = _pdf_pages(pdf_path)
@@ -829,7 +891,8 @@ def build_bulletin(
         log.info("完成：%s（%.1f 秒）", _display_path(target), manifest["total_seconds"])
         log.removeHandler(file_log)
         file_log.close()
-        _publish(staging, target, run_id)
+        (staging / KERNEL_CONNECTION_FILE).unlink(missing_ok=True)
+        _publish(staging, target)
         if target.resolve().parent.parent == REPORTS_DIR.resolve():
             index.write_index(REPORTS_DIR)  # reports/index.html lists every city and period
         return RunResult(run_id, target, target / "bulletin.html", target / "bulletin.pdf", manifest)
@@ -837,6 +900,9 @@ def build_bulletin(
         log.error("失败：%s", err, exc_info=not isinstance(err, BulletinFailed | HaochaInputError))
         log.removeHandler(file_log)
         file_log.close()
+        if isinstance(err, HaochaInputError):
+            shutil.rmtree(staging, ignore_errors=True)  # bad input: nothing is written
+            raise
         failed = _keep_failed(staging, target, run_id)
         if isinstance(err, BulletinFailed | HaochaInputError) or not isinstance(err, Exception):
             if failed is not None and isinstance(err, BulletinFailed):
@@ -897,7 +963,18 @@ def cli_entry(
     """What ``haocha bulletin`` and ``haocha run`` do: run, report, and exit non-zero on failure."""
     interactive = sys.stderr.isatty()
     ref = load_city(city)
-    log_dir = (Path(out_dir).parent if out_dir else REPORTS_DIR / ref.key) / "logs"
+    # Checks first: bad input is exit 2 before anything, the log included, is written.
+    target, _ = preflight(
+        ref,
+        resolve_period(period),
+        data_dir,
+        out_dir,
+        narrative_file,
+        ingest=ingest,
+        inbox=inbox,
+        profile=profile,
+    )
+    log_dir = (target.parent if out_dir else reports_path(ref.key)) / "logs"
     try:
         with _quiet_log(log_dir, interactive):
             result = build_bulletin(

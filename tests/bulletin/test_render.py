@@ -153,6 +153,41 @@ def test_every_template_uses_only_known_placeholders(zibo, qinghe):
     assert title == "关于2023年第二季度政务服务“好差评”工作情况的通报"
     work = render.fill(render.load_narrative(render.narrative_path(zibo))["work_progress"], values)
     assert "等四个市级业务系统" in work and "1.5万余件" in work
+    assert tuple(values) == render.PLACEHOLDERS  # what load_narrative checks is what fill gets
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("headline: 共{no_such_figure}件", "{no_such_figure}"),
+        ("headline: 共{total_cases件", "不成对的花括号"),
+        ("headline: 共{total_cases:d}件", "无法填写"),
+        ("headline: 共{0}件", "{0}"),
+        ("headline: [一, 二]", "应是一段文字"),
+        ("title: 关于{period}的通报\nheadline: 乙", "{period}"),
+        ("headline: 乙\nannex_titles: [甲]", "annex_titles"),
+        ("headline: 乙\nannex_titles:\n  annex9: 甲", "annex9"),
+        ("headline: 乙\nannex_titles:\n  annex1_districts: 各区县{quarter}表", "{quarter}"),
+    ],
+)
+def test_a_bad_template_is_refused_when_loaded(tmp_path, text, words):
+    path = tmp_path / "bulletin.yml"
+    path.write_text(f"work_progress: 甲\nnext_steps: 丙\n{text}\n", encoding="utf-8")
+    with pytest.raises(HaochaInputError) as err:
+        render.load_narrative(path)
+    assert words in err.value.message() and err.value.fix
+
+
+@pytest.mark.parametrize(
+    "content", [b"- a\n- b\n", "work_progress: [甲\n".encode(), "工作: 甲".encode("gb18030")]
+)
+def test_a_template_that_is_not_a_yaml_mapping_is_refused(tmp_path, content):
+    path = tmp_path / "bulletin.yml"
+    path.write_bytes(content)
+    with pytest.raises(HaochaInputError):
+        render.load_narrative(path)
+    with pytest.raises(HaochaInputError):
+        render.load_narrative(tmp_path)  # a folder, not a file
 
 
 def test_title_breaks_like_the_reference():
@@ -328,7 +363,7 @@ def test_publish_swaps_whole_folders(tmp_path):
     staging = tmp_path / ".2023Q2.tmp-r2"
     staging.mkdir()
     (staging / "bulletin.html").write_text("new", encoding="utf-8")
-    pipeline._publish(staging, target, "r2")
+    pipeline._publish(staging, target)
     assert (target / "bulletin.html").read_text(encoding="utf-8") == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2023Q2"]
 

@@ -213,21 +213,52 @@ def test_zibo_small_bulletin(zibo_run):
     check_run(*zibo_run)
 
 
-def test_failed_cell_keeps_previous_outputs(qinghe_run, tmp_path):
+def failing_notebook(folder: Path) -> Path:
+    """The bulletin notebook with a cell that fails right after the parameters."""
+    import nbformat
+
+    nb = nbformat.read(pipeline.NOTEBOOK, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell('raise RuntimeError("故意失败的单元")'))
+    path = folder / "bulletin.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failed_cell_keeps_previous_outputs(qinghe_run, tmp_path, monkeypatch):
     result, data_dir, ref = qinghe_run
     before = {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()}
-    bad = tmp_path / "bulletin.yml"
-    bad.write_text(
-        "work_progress: 甲\nheadline: 共{no_such_figure}件\nnext_steps: 乙\n",
-        encoding="utf-8",
-    )
+    monkeypatch.setattr(pipeline, "NOTEBOOK", failing_notebook(tmp_path))
     with pytest.raises(pipeline.BulletinFailed) as err:
-        pipeline.build_bulletin(ref.path, "2023Q2", data_dir, result.out_dir, narrative_file=bad)
+        pipeline.build_bulletin(ref.path, "2023Q2", data_dir, result.out_dir)
     message = str(err.value)
-    assert "HaochaInputError" in message and "{no_such_figure}" in message
+    assert "RuntimeError" in message and "故意失败的单元" in message
     assert {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()} == before
-    leftovers = [p.name for p in result.out_dir.parent.iterdir() if p.name != result.out_dir.name]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".2023Q2.failed-")
+    leftovers = [p for p in result.out_dir.parent.iterdir() if p.name != result.out_dir.name]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".2023Q2.failed-")
+    # the failed folder is for diagnosis: no hand-over pickle (records) and no kernel connection file
+    kept = {p.name for p in leftovers[0].iterdir()}
+    assert pipeline.RESULTS_PICKLE not in kept and pipeline.KERNEL_CONNECTION_FILE not in kept
+
+
+def test_bad_placeholder_is_an_input_error_before_any_work(qinghe_run, tmp_path, monkeypatch):
+    """A bad placeholder in bulletin.yml: exit 2 at the start, not a failed notebook cell after the stages."""
+    result, data_dir, ref = qinghe_run
+    before = {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()}
+    beside = sorted(p.name for p in result.out_dir.parent.iterdir())
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the stages ran before the template was checked")
+
+    monkeypatch.setattr(pipeline, "compute", no_work)
+    monkeypatch.setattr(pipeline, "execute_notebook", no_work)
+    bad = tmp_path / "bulletin.yml"
+    bad.write_text("work_progress: 甲\nheadline: 共{no_such_figure}件\nnext_steps: 乙\n", encoding="utf-8")
+    with pytest.raises(pipeline.HaochaInputError) as err:
+        pipeline.build_bulletin(ref.path, "2023Q2", data_dir, result.out_dir, narrative_file=bad)
+    assert "{no_such_figure}" in str(err.value) and "headline" in str(err.value)
+    assert {p.name: p.stat().st_mtime_ns for p in result.out_dir.iterdir()} == before
+    assert sorted(p.name for p in result.out_dir.parent.iterdir()) == beside  # no staging, nothing new
 
 
 def test_cli_exit_status_and_message(qinghe_run, tmp_path):
@@ -253,8 +284,9 @@ def test_cli_exit_status_and_message(qinghe_run, tmp_path):
             str(bad),
         ],
     )
-    assert run.exit_code == 1, run.output
-    assert "{nope}" in run.output and not out.exists()
+    assert run.exit_code == 2, run.output
+    assert "{nope}" in run.output and "Traceback" not in run.output
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bulletin.yml"]
     run = CliRunner().invoke(
         cli,
         ["run", "--city", str(ref.path), "--period", "2023Q3", "--data", str(data_dir), "--out", str(out)],
@@ -302,6 +334,7 @@ def test_run_ingests_when_the_period_is_missing(qinghe, tmp_path):
     assert manifest["ingest"].startswith("已导入 3 个文件")
     assert manifest["stages"][0]["name"] == "ingest"
     assert (data_dir / "cases" / "period=2023Q2").is_dir()
+    assert json.loads((data_dir / ".haocha-output.json").read_text(encoding="utf-8"))["kind"] == "data"
     # Not a terminal: plain lines, one per stage, then where it wrote (no terminal marks).
     assert "执行通报 notebook：" in run.output and f"通报已生成：{out}" in run.output
     assert "✓" not in run.output and "…" not in run.output

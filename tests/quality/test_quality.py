@@ -419,6 +419,7 @@ def test_cli_quality_writes_tables(tiny_data, tmp_path):
 
 
 def test_cli_missing_data_is_exit_2(tmp_path):
+    (tmp_path / "data").mkdir()
     result = CliRunner().invoke(
         cli,
         [
@@ -428,13 +429,14 @@ def test_cli_missing_data_is_exit_2(tmp_path):
             "--period",
             "2023Q2",
             "--data",
-            str(tmp_path),
+            str(tmp_path / "data"),
             "--out",
             str(tmp_path / "out"),
         ],
     )
     assert result.exit_code == 2
     assert "cases" in result.output
+    assert not (tmp_path / "out").exists()  # bad input writes nothing
 
 
 def test_lookback_finds_cases_of_the_previous_period(tmp_path):
