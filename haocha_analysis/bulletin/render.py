@@ -53,7 +53,9 @@ PLACEHOLDERS = (
     "period_range",
     "systems",
     "systems_count",
+    "systems_sentence",
     "matters_catalogued",
+    "matters_sentence",
     "quality_sentence",
     "total_cases",
     "total_evaluations",
@@ -276,7 +278,7 @@ def placeholder_values(
         total_cases = int(district_cases) + int(city_cases)
     bad = headline.get("valid_bad_reviews")
     bad_text = "无有效差评件" if bad is not None and int(bad) == 0 else f"有效差评{_int_text(bad)}件"
-    return {
+    values = {
         "city_name": ref.city_name,
         "period_title": period.title_cn(),
         "period_name": period_name(period),
@@ -298,6 +300,9 @@ def placeholder_values(
         "district_cases": _int_text(district_cases),
         "city_department_cases": _int_text(city_cases),
     }
+    # The template check (load_narrative) knows exactly these names.
+    assert set(values) == set(PLACEHOLDERS), set(values) ^ set(PLACEHOLDERS)
+    return values
 
 
 def systems_sentence(systems: list[str]) -> str:

@@ -73,7 +73,9 @@ RESULTS_PICKLE = "_results.pkl"  # hand-over from the stages to the notebook; re
 MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
 DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
-KERNEL_CONNECTION_FILE = ".kernel.json"  # in the staging folder; removed with it
+# Kernel connection files live in the staging folder (removed with it), one per executed notebook:
+# unit reports run several kernels at once in one staging folder.
+KERNEL_CONNECTION_GLOB = ".kernel-*.json"
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
 RECTIFICATION_SUBDIR = "rectification"
@@ -586,7 +588,7 @@ def execute_notebook(
     interactive: bool,
     log_file: Path | None = None,
     *,
-    notebook_path: Path = NOTEBOOK,
+    notebook_path: Path | None = None,
 ) -> None:
     """Execute a notebook with papermill: typed parameters, the project kernel, explicit cwd.
 
@@ -604,11 +606,11 @@ def execute_notebook(
     from traitlets.config import Config
 
     config = Config()
-    config.KernelManager.connection_file = str(Path(output).parent / KERNEL_CONNECTION_FILE)
+    config.KernelManager.connection_file = str(Path(output).parent / f".kernel-{Path(output).stem}.json")
 
     with _stderr_to(None if interactive else log_file):
         pm.execute_notebook(
-            str(notebook_path),
+            str(notebook_path or NOTEBOOK),
             str(output),
             parameters=parameters,
             kernel_name=KERNEL_NAME,
@@ -646,7 +648,7 @@ def _keep_failed(staging: Path, target: Path, run_id: str) -> Path | None:
     """Keep a failed run's staging folder for diagnosis, without the hand-over pickle and kernel file."""
     if not staging.exists():
         return None
-    for leftover in (RESULTS_PICKLE, KERNEL_CONNECTION_FILE, outputs.OWNER):
+    for leftover in (RESULTS_PICKLE, outputs.OWNER, *(p.name for p in staging.glob(KERNEL_CONNECTION_GLOB))):
         (staging / leftover).unlink(missing_ok=True)
     for previous in target.parent.glob(f".{target.name}.failed-*"):
         shutil.rmtree(previous, ignore_errors=True)
@@ -891,7 +893,8 @@ def build_bulletin(
         log.info("完成：%s（%.1f 秒）", _display_path(target), manifest["total_seconds"])
         log.removeHandler(file_log)
         file_log.close()
-        (staging / KERNEL_CONNECTION_FILE).unlink(missing_ok=True)
+        for connection in staging.glob(KERNEL_CONNECTION_GLOB):
+            connection.unlink(missing_ok=True)
         _publish(staging, target)
         if target.resolve().parent.parent == REPORTS_DIR.resolve():
             index.write_index(REPORTS_DIR)  # reports/index.html lists every city and period

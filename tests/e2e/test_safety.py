@@ -133,7 +133,7 @@ def test_a_killed_bulletin_leaves_the_old_folder_and_its_staging_is_cleaned(tmp_
         deadline = time.monotonic() + 120
         connection = None
         while connection is None and time.monotonic() < deadline and proc.poll() is None:
-            found = list(out.parent.glob(".2023Q2.tmp-*/.kernel.json"))
+            found = list(out.parent.glob(".2023Q2.tmp-*/.kernel-*.json"))
             connection = found[0] if found else None
             time.sleep(0.05)
         assert connection is not None, "the kernel never started in the staging folder"
