@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from test_bulletin import qinghe_quarter
 
 from haocha_analysis.bulletin import index, render
+from haocha_analysis.core import outputs
 from haocha_analysis.ingest.storage import write_tables
 from haocha_analysis.pipeline import run as pipeline
 from haocha_analysis.pipeline import units
@@ -84,7 +85,8 @@ def test_district_reports_beside_the_bulletin(qinghe_units_run, qinghe):
     )
     manifest = json.loads((result.out_dir / "manifest.json").read_text(encoding="utf-8"))
     assert "units" in {s["name"] for s in manifest["stages"]}
-    assert not list(result.out_dir.rglob("*.pkl")) and not list(result.out_dir.rglob(".*"))
+    hidden = [p for p in result.out_dir.rglob(".*") if p.name != outputs.MARKER]  # haocha's own marker only
+    assert not list(result.out_dir.rglob("*.pkl")) and not hidden
     from pypdf import PdfReader
 
     headline = json.loads((result.out_dir / "headline.json").read_text(encoding="utf-8"))
