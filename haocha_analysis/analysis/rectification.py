@@ -33,7 +33,7 @@ import pandas as pd
 from haocha_analysis.core.calendar import add_working_days_series, working_days_between
 from haocha_analysis.core.config import BAD_SATISFACTION
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.linkage import link
+from haocha_analysis.core.linkage import key_positions, link_some
 from haocha_analysis.core.periods import Period, resolve_period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits, load_city
 from haocha_analysis.core.schemas import (
@@ -185,7 +185,7 @@ def match_rectifications(bad_ids: pd.Series, rectifications: pd.DataFrame | None
         "eval_id",
         "每条差评只保留一条核实整改记录（保留最终结论）后重新导入",
     )
-    pos = pd.Index(keys).get_indexer(bad_ids.astype("str").str.strip())
+    pos = key_positions(bad_ids, rectifications["eval_id"])
     matched = rectifications.iloc[np.where(pos >= 0, pos, 0)].set_axis(bad_ids.index)
     found = pd.Series(pos >= 0, index=bad_ids.index)
     return matched.where(found, axis=0)
@@ -217,9 +217,7 @@ def check_rectifications(evaluations: pd.DataFrame, rectifications: pd.DataFrame
     """
     if rectifications is None or not len(rectifications):
         return
-    keys = rectifications["eval_id"].astype("str").str.strip()
-    eval_keys = pd.Index(evaluations["eval_id"].astype("str").str.strip())
-    pos = eval_keys.get_indexer(keys)
+    pos = key_positions(rectifications["eval_id"], evaluations["eval_id"])
     _refuse_rows(
         rectifications,
         pos < 0,
@@ -362,25 +360,24 @@ def build_ledger(ref: CityReference, data: dict[str, pd.DataFrame], period: Peri
     cases, evaluations = data["cases"], data["evaluations"]
     rectifications = data.get("rectifications")
     check_rectifications(evaluations, rectifications)
-    links = link(cases, evaluations)
     cutoff = pd.Timestamp(as_of) + timedelta(days=1)
     at = pd.to_datetime(evaluations["evaluated_at"])
-    satisfaction = evaluations["satisfaction"].to_numpy()
-    is_bad = (
-        np.isin(satisfaction, BAD_SATISFACTION)
-        & ~links.duplicate
+    candidates = np.flatnonzero(
+        np.isin(evaluations["satisfaction"].to_numpy(), BAD_SATISFACTION)
         & period.contains(at).to_numpy(dtype=bool)
         & (at < cutoff).to_numpy(dtype=bool)
     )
-    bad = evaluations[is_bad].reset_index(drop=True)
-    case_pos = links.case_pos[is_bad]
+    # The one linkage rule, read for the 差评 only: a duplicate is no 差评; a case's unit wins.
+    case_pos, duplicate = link_some(cases, evaluations, candidates)
+    bad = evaluations.iloc[candidates[~duplicate]].reset_index(drop=True)
+    case_pos = case_pos[~duplicate]
     linked = case_pos >= 0
     safe = np.where(linked, case_pos, 0)
 
     def from_case(column: str) -> pd.Series:
         if column not in cases or not len(cases):
             return pd.Series(pd.NA, index=bad.index, dtype="str")
-        values = cases[column].astype("str").to_numpy()[safe]
+        values = cases[column].iloc[safe].astype("str").to_numpy()
         return pd.Series(values, index=bad.index, dtype="str").where(linked)
 
     unit_id = from_case("unit_id").where(linked, bad["unit_id"].astype("str"))

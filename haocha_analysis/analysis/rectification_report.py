@@ -244,11 +244,12 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     districts = figures_display(ledger.by_district, "district", "区县")
     overdue = overdue_display(ledger)
     note = note_line(ledger)
-    unit_sheets = []
-    names = list(dict.fromkeys(ledger.rows["unit_name"]))
-    for sheet, name in zip(sheet_names(names), names, strict=True):
-        unit_sheets.append((sheet, ledger_frame[(ledger.rows["unit_name"] == name).to_numpy()]))
-    sheets = [(SHEET_UNITS, units), (SHEET_DISTRICTS, districts), (SHEET_OVERDUE, overdue), *unit_sheets]
+    columns, rows = _cells(ledger_frame)
+    sheets = [(name, *_cells(frame)) for name, frame in ((SHEET_UNITS, units), (SHEET_DISTRICTS, districts))]
+    sheets.append((SHEET_OVERDUE, *_cells(overdue)))
+    by_unit = ledger.rows.groupby("unit_name", sort=False).indices  # in the ledger's (official) order
+    for sheet, positions in zip(sheet_names(list(by_unit)), by_unit.values(), strict=True):
+        sheets.append((sheet, columns, [rows[i] for i in positions]))
 
     def csv_writer(frame: pd.DataFrame):
         return lambda path: frame.to_csv(path, index=False, encoding="utf-8-sig")
@@ -265,22 +266,43 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     )
 
 
-def write_workbook(path: Path, sheets: list[tuple[str, pd.DataFrame]], note: str) -> None:
-    """The XLSX: one sheet per frame, bold header, frozen first row, the 备注 line under each table."""
+def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """A frame as a header and rows of plain values (missing → None), converted once."""
+    values = frame.astype("object").where(frame.notna(), None).to_numpy().tolist()
+    return [str(c) for c in frame.columns], values
+
+
+def write_workbook(path: Path, sheets: list[tuple[str, list[str], list[list]]], note: str) -> None:
+    """The XLSX: one sheet per (name, header, rows), bold header, frozen first row, the 备注 line.
+
+    Streamed with openpyxl's write-only workbook: a city has a sheet per responsible unit, and the
+    ordinary writers slow down with every sheet added. To be replaced by core.spreadsheet's
+    write_workbook when it lands.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        for name, frame in sheets:
-            frame.to_excel(writer, sheet_name=name, index=False)
-            sheet = writer.sheets[name]
-            for cell in sheet[1]:
-                cell.font = Font(bold=True)
-            sheet.freeze_panes = "A2"
-            for i, column in enumerate(frame.columns, start=1):
-                width = max([len(str(column)), *(len(str(v)) for v in frame[column])]) * 2 + 2
-                sheet.column_dimensions[get_column_letter(i)].width = min(max(width, 8), 40)
-            sheet.cell(row=len(frame) + 3, column=1, value=note)
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
+    for name, header, rows in sheets:
+        sheet = book.create_sheet(name)
+        sheet.freeze_panes = "A2"
+        for i, column in enumerate(header):
+            longest = max([len(column), *(len(str(r[i])) for r in rows if r[i] is not None)])
+            sheet.column_dimensions[get_column_letter(i + 1)].width = min(max(longest * 2 + 2, 8), 40)
+        cells = []
+        for column in header:
+            cell = WriteOnlyCell(sheet, value=column)
+            cell.font = bold
+            cells.append(cell)
+        sheet.append(cells)
+        for row in rows:
+            sheet.append(row)
+        sheet.append([])
+        sheet.append([note])
+    book.save(path)
 
 
 # --- the analysts' notebook (notebooks/rectification.ipynb) --------------------------------------------

@@ -95,6 +95,59 @@ def _keys(series: pd.Series) -> pa.Array:
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.large_string()), values)
 
 
+def link_some(
+    cases: pd.DataFrame, evaluations: pd.DataFrame, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`link`'s ``case_pos`` and ``duplicate`` for the evaluations at positions ``rows`` only.
+
+    Exactly what the full linkage gives for those rows, from the records they depend on: the
+    evaluations sharing a case id or an eval id with them, the evaluations sharing an eval id with
+    those (an earlier row with the same eval id makes a row a repeat, and a repeat is never a case's
+    first evaluation), and the cases with their case ids. For a few rows of a large table (the 差评
+    of a period) this reads a fraction of the keys :func:`link` encodes.
+
+    Args:
+        cases: as for :func:`link`.
+        evaluations: as for :func:`link`.
+        rows: sorted, distinct positions in ``evaluations``.
+
+    Returns:
+        Per row: the position of its case in ``cases`` (-1 when not linked), and whether it is a
+        duplicate (a repeated row or a later attempt-1 evaluation of its case).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(evaluations)
+    eval_case = _keys(evaluations["case_id"]) if "case_id" in evaluations else pa.nulls(n, pa.large_string())
+    eval_id = _keys(evaluations["eval_id"])
+
+    def among(values: pa.Array, keys: pa.Array) -> np.ndarray:
+        found = pc.is_in(values, value_set=keys.drop_null(), skip_nulls=True)
+        return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+    picked = pa.array(rows, type=pa.int64())
+    near = among(eval_case, eval_case.take(picked)) | among(eval_id, eval_id.take(picked))
+    near[rows] = True
+    near |= among(eval_id, eval_id.filter(pa.array(near)))
+    near_rows = np.flatnonzero(near)
+    case_rows = np.flatnonzero(among(_keys(cases["case_id"]), eval_case.filter(pa.array(near))))
+    sub = link(cases.iloc[case_rows], evaluations.iloc[near_rows])
+    at = np.searchsorted(near_rows, rows)
+    pos = sub.case_pos[at]
+    case_pos = np.full(len(rows), -1, dtype=np.int64)
+    case_pos[pos >= 0] = case_rows[pos[pos >= 0]]
+    return case_pos, sub.duplicate[at]
+
+
+def key_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Per key, the position of the first row of ``ids`` with the same trimmed id; -1 when none.
+
+    The join of a table keyed by an id (e.g. rectifications by eval_id) onto the table that owns the
+    id, by the same trimming as :func:`link`; a blank key matches nothing.
+    """
+    found = pc.index_in(_keys(keys), value_set=_keys(ids))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def _repeated(codes: np.ndarray) -> np.ndarray:
     """Rows whose (non-negative) code appeared on an earlier row."""
     if not len(codes):

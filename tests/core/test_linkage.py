@@ -8,7 +8,7 @@ import pandas as pd
 from haocha_analysis.analysis.anomalies import prepare
 from haocha_analysis.analysis.anomalies.detectors import duplicate_evaluations
 from haocha_analysis.analysis.metrics import unit_counts
-from haocha_analysis.core.linkage import link
+from haocha_analysis.core.linkage import link, link_some
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.core.schemas import coerce
 from haocha_analysis.quality.checks import check_cases, check_evaluations
@@ -72,6 +72,22 @@ def test_the_rule_on_every_edge_case():
     assert flagged(links.first) == ["e0", "e2", "e5", "e7", "e11"]
     assert flagged(links.duplicate_attempt) == ["e1", "e3", "e6", "e8"]
     assert flagged(links.unlinked_first) == ["e7", "e9", "e10"]
+
+
+def test_linking_some_rows_gives_what_the_full_linkage_gives():
+    data = edge_cases()
+    # e7 first names the orphan case, then c1 (earlier than c1's first evaluation): a repeated row,
+    # so never c1's first evaluation — linking c1's rows alone would make it so
+    extra = data["evaluations"].iloc[[8]].assign(case_id="c1", evaluated_at=pd.Timestamp("2023-04-01 08:00"))
+    evaluations = pd.concat([data["evaluations"], extra], ignore_index=True)
+    full = link(data["cases"], evaluations)
+    every = np.arange(len(evaluations))
+    for rows in [every, *([i] for i in every), [2, 5, 13]]:
+        rows = np.asarray(rows)
+        case_pos, duplicate = link_some(data["cases"], evaluations, rows)
+        assert case_pos.tolist() == full.case_pos[rows].tolist(), rows
+        assert duplicate.tolist() == full.duplicate[rows].tolist(), rows
+    assert not full.duplicate[2] and full.duplicate[13]  # e2 stays c1's first; the late e7 row repeats
 
 
 def _per_unit(values: pd.Series) -> dict[str, int]:
