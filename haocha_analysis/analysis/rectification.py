@@ -39,6 +39,7 @@ from haocha_analysis.core.reference import CityReference, ClosedLoopLimits, load
 from haocha_analysis.core.schemas import (
     FOLLOW_UP_LEVELS,
     FOLLOW_UP_SATISFIED,
+    INVALID_REASONS,
     LEVELS,
 )
 from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, extraction_date, load_window
@@ -68,6 +69,7 @@ UNKNOWN_DISTRICT = "（参考数据中无此单位）"
 TOTAL = "合计"
 AUDIT_NO_REASON = "无效差评缺少无效原因"
 AUDIT_NO_APPROVAL = "无效差评缺少审核通过时间"
+AUDIT_REASON_NOT_CODED = "无效原因不在代码表中（误评、恶意差评、与本办件无关、重复评价、其他）"
 
 FIGURE_COLUMNS = ["bad", "valid", "invalid", "verified", "rectified", "due", "on_time", "revisited"]
 FIGURE_COLUMNS += ["followup", "satisfied", "overdue"]
@@ -471,12 +473,14 @@ def _status(rows: pd.DataFrame, loop: pd.DataFrame, as_of: date) -> pd.DataFrame
 
 
 def _audit(rows: pd.DataFrame) -> pd.Series:
-    """审核问题 of invalid verdicts: a missing reason, a missing approval time."""
+    """审核问题 of invalid verdicts: a missing reason, a reason outside the code list, no approval time."""
     invalid = rows["invalid"]
     no_reason = invalid & rows["invalid_reason"].isna()
+    not_coded = invalid & rows["invalid_reason"].notna() & ~rows["invalid_reason"].isin(INVALID_REASONS)
     no_approval = invalid & rows["approved_at"].isna()
     text = pd.Series("", index=rows.index, dtype="str")
     text[no_reason] = AUDIT_NO_REASON
+    text[not_coded] = AUDIT_REASON_NOT_CODED
     text[no_approval] = (text[no_approval] + "；" + AUDIT_NO_APPROVAL).str.lstrip("；")
     return text
 

@@ -23,6 +23,7 @@ from haocha_analysis.core import atomic
 from haocha_analysis.core.calendar import working_days_between
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.schemas import SATISFACTION_LABELS
+from haocha_analysis.core.spreadsheet import SheetSpec, neutralise_frame, write_workbook
 from haocha_analysis.core.text import NOT_APPLICABLE, format_ratio
 
 # Ledger columns (internal name → the header a reader sees).
@@ -244,15 +245,21 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     districts = figures_display(ledger.by_district, "district", "区县")
     overdue = overdue_display(ledger)
     note = note_line(ledger)
-    columns, rows = _cells(ledger_frame)
-    sheets = [(name, *_cells(frame)) for name, frame in ((SHEET_UNITS, units), (SHEET_DISTRICTS, districts))]
-    sheets.append((SHEET_OVERDUE, *_cells(overdue)))
+    sheets = [
+        SheetSpec(name=name, frame=frame.reset_index(drop=True), title=title, notes=[note])
+        for name, frame, title in (
+            (SHEET_UNITS, units, f"{ledger.city}差评核实整改情况（按单位）"),
+            (SHEET_DISTRICTS, districts, f"{ledger.city}差评核实整改情况（按区县）"),
+            (SHEET_OVERDUE, overdue, f"{ledger.city}差评整改超期清单"),
+        )
+    ]
     by_unit = ledger.rows.groupby("unit_name", sort=False).indices  # in the ledger's (official) order
     for sheet, positions in zip(sheet_names(list(by_unit)), by_unit.values(), strict=True):
-        sheets.append((sheet, columns, [rows[i] for i in positions]))
+        rows = ledger_frame.iloc[positions].reset_index(drop=True)
+        sheets.append(SheetSpec(name=sheet, frame=rows, title=f"{sheet}：差评台账", notes=[note]))
 
     def csv_writer(frame: pd.DataFrame):
-        return lambda path: frame.to_csv(path, index=False, encoding="utf-8-sig")
+        return lambda path: neutralise_frame(frame).to_csv(path, index=False, encoding="utf-8-sig")
 
     return atomic.publish_files(
         Path(out_dir),
@@ -261,48 +268,9 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
             UNITS_CSV: csv_writer(units),
             DISTRICTS_CSV: csv_writer(districts),
             OVERDUE_CSV: csv_writer(overdue),
-            XLSX_NAME: lambda path: write_workbook(path, sheets, note),
+            XLSX_NAME: lambda path: write_workbook(path, sheets),
         },
     )
-
-
-def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list]]:
-    """A frame as a header and rows of plain values (missing → None), converted once."""
-    values = frame.astype("object").where(frame.notna(), None).to_numpy().tolist()
-    return [str(c) for c in frame.columns], values
-
-
-def write_workbook(path: Path, sheets: list[tuple[str, list[str], list[list]]], note: str) -> None:
-    """The XLSX: one sheet per (name, header, rows), bold header, frozen first row, the 备注 line.
-
-    Streamed with openpyxl's write-only workbook: a city has a sheet per responsible unit, and the
-    ordinary writers slow down with every sheet added. To be replaced by core.spreadsheet's
-    write_workbook when it lands.
-    """
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    book = Workbook(write_only=True)
-    bold = Font(bold=True)
-    for name, header, rows in sheets:
-        sheet = book.create_sheet(name)
-        sheet.freeze_panes = "A2"
-        for i, column in enumerate(header):
-            longest = max([len(column), *(len(str(r[i])) for r in rows if r[i] is not None)])
-            sheet.column_dimensions[get_column_letter(i + 1)].width = min(max(longest * 2 + 2, 8), 40)
-        cells = []
-        for column in header:
-            cell = WriteOnlyCell(sheet, value=column)
-            cell.font = bold
-            cells.append(cell)
-        sheet.append(cells)
-        for row in rows:
-            sheet.append(row)
-        sheet.append([])
-        sheet.append([note])
-    book.save(path)
 
 
 # --- the analysts' notebook (notebooks/rectification.ipynb) --------------------------------------------

@@ -179,7 +179,7 @@ RECTIFICATIONS_SCHEMA = pa.DataFrameSchema(
     {
         "eval_id": pa.Column(str, unique=True, nullable=False),
         "verdict": pa.Column("category", pa.Check.isin(VERDICTS), nullable=False),
-        "invalid_reason": pa.Column(str, pa.Check.isin(INVALID_REASONS), **_nullable),
+        "invalid_reason": pa.Column(str, **_nullable),  # free text or a code (INVALID_REASONS)
         "revisited_at": pa.Column("datetime64[us]", **_nullable),
         "deadline": pa.Column("datetime64[us]", **_nullable),
         "rectified_at": pa.Column("datetime64[us]", **_nullable),

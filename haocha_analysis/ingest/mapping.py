@@ -10,7 +10,7 @@ import pandas as pd
 
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.reference import CityReference
-from haocha_analysis.core.schemas import DTYPES, FOLLOW_UP_LEVELS, INVALID_REASONS, TABLES
+from haocha_analysis.core.schemas import DTYPES, FOLLOW_UP_LEVELS, TABLES
 from haocha_analysis.ingest.labels import (
     _BAD,
     _UNDECLARED,
@@ -547,17 +547,11 @@ class _TableBuilder:
     def _rectifications(self, part: pd.DataFrame, raw: dict, rows: np.ndarray) -> None:
         self._plain(part, raw, ("eval_id",))
         if "invalid_reason" in raw:
+            # Data contract: free text or code. Known labels become the code; other text is kept
+            # (scrubbed like every free-text column) and the ledger audits it (审核问题).
             reason, _ = _map_distinct(
-                _text(raw["invalid_reason"]), lambda v: INVALID_REASON_LABELS.get(fold(v), _BAD)
+                _text(raw["invalid_reason"]), lambda v: INVALID_REASON_LABELS.get(fold(v), v)
             )
-            bad = np.array([v is _BAD for v in reason], dtype=bool)
-            if bad.any():  # no examples: a free-text reason may hold personal data
-                raise self._error(
-                    f"无效原因不在代码表中（共 {int(bad.sum())} 行）",
-                    "invalid_reason",
-                    rows[bad],
-                    f"无效原因取 {'、'.join(INVALID_REASONS)} 之一（说明文字请放在其他列）",
-                )
             part["invalid_reason"] = pd.Series(reason, index=part.index, dtype="str")
         values = self._codes(
             "verdict",

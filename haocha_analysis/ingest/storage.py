@@ -31,7 +31,6 @@ from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.schemas import (
     CHANNEL_CODES,
     DTYPES,
-    INVALID_REASONS,
     REQUIRED,
     TABLES,
     VERDICTS,
@@ -317,10 +316,6 @@ def check_values(frame: pd.DataFrame, table: str, source: Path, row_offset: int 
         "satisfaction": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 5), "不在 1–5 之间"),
         "attempt": (lambda s: pd.to_numeric(s, errors="coerce").between(1, 127), "不在 1–127 之间"),
         "verdict": (lambda s: s.isin(VERDICTS), "不是 valid/invalid"),
-        "invalid_reason": (
-            lambda s: s.isin(INVALID_REASONS),
-            f"不在无效原因代码表中（{'、'.join(INVALID_REASONS)}）",
-        ),
     }
     if "evaluator_key" in frame:
         raw = not_a_key(frame["evaluator_key"])
