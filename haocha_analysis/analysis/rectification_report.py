@@ -23,7 +23,12 @@ from haocha_analysis.core import atomic
 from haocha_analysis.core.calendar import working_days_between
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.schemas import SATISFACTION_LABELS
-from haocha_analysis.core.spreadsheet import SheetSpec, neutralise_frame, write_workbook
+from haocha_analysis.core.spreadsheet import (
+    SheetSpec,
+    neutralise_frame,
+    printed_rates_as_fractions,
+    write_workbook,
+)
 from haocha_analysis.core.text import NOT_APPLICABLE, format_ratio
 
 # Ledger columns (internal name → the header a reader sees).
@@ -245,8 +250,15 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
     districts = figures_display(ledger.by_district, "district", "区县")
     overdue = overdue_display(ledger)
     note = note_line(ledger)
+
+    def sheet(name: str, frame: pd.DataFrame, title: str) -> SheetSpec:
+        typed, rates = printed_rates_as_fractions(frame.reset_index(drop=True), ("率", "占比"))
+        return SheetSpec(
+            name=name, frame=typed, title=title, notes=[note], percent_columns=rates, slash_columns=rates
+        )
+
     sheets = [
-        SheetSpec(name=name, frame=frame.reset_index(drop=True), title=title, notes=[note])
+        sheet(name, frame, title)
         for name, frame, title in (
             (SHEET_UNITS, units, f"{ledger.city}差评核实整改情况（按单位）"),
             (SHEET_DISTRICTS, districts, f"{ledger.city}差评核实整改情况（按区县）"),
@@ -254,9 +266,9 @@ def write_outputs(ledger: Ledger, out_dir: Path) -> list[Path]:
         )
     ]
     by_unit = ledger.rows.groupby("unit_name", sort=False).indices  # in the ledger's (official) order
-    for sheet, positions in zip(sheet_names(list(by_unit)), by_unit.values(), strict=True):
+    for sheet_name, positions in zip(sheet_names(list(by_unit)), by_unit.values(), strict=True):
         rows = ledger_frame.iloc[positions].reset_index(drop=True)
-        sheets.append(SheetSpec(name=sheet, frame=rows, title=f"{sheet}：差评台账", notes=[note]))
+        sheets.append(SheetSpec(name=sheet_name, frame=rows, title=f"{sheet_name}：差评台账", notes=[note]))
 
     def csv_writer(frame: pd.DataFrame):
         return lambda path: neutralise_frame(frame).to_csv(path, index=False, encoding="utf-8-sig")

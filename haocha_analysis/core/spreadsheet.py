@@ -677,3 +677,36 @@ __all__ = [
     "truncate_fraction",
     "write_workbook",
 ]
+
+
+# A printed rate ("99.91%", "100%") or "/" (not applicable): what the bulletin's tables show.
+_RATE_TEXT = r"\d+(?:\.\d+)?%"
+
+
+def printed_rates_as_fractions(
+    frame: pd.DataFrame, suffixes: tuple[str, ...] = ("率", "比")
+) -> tuple[pd.DataFrame, list[str]]:
+    """Columns of printed rates (named ``…率``/``…比``, every cell a rate or "/") back as fractions.
+
+    The printed figure is kept exactly (a truncated "99.99%" is 0.9999); "/" becomes missing, which a
+    sheet writes as "/" when the column is in ``slash_columns``. Dates printed as YYYY-MM-DD in a
+    column named 日期 become dates.
+
+    Returns:
+        The converted copy and the names of the rate columns.
+    """
+    out, rates = frame.copy(), []
+    for col in frame.columns:
+        values = frame[col]
+        if not len(values) or not (
+            pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+        ):
+            continue
+        text = values.astype("str")
+        if str(col).endswith(suffixes) and text.str.fullmatch(f"{_RATE_TEXT}|/").all():
+            percent = pd.to_numeric(text.str.removesuffix("%"), errors="coerce")  # "/" → NaN
+            out[col] = (percent / 100).where(text.str.fullmatch(_RATE_TEXT))
+            rates.append(str(col))
+        elif col == "日期":
+            out[col] = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    return out, rates

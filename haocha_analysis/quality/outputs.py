@@ -8,11 +8,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import parse_period
-from haocha_analysis.core.spreadsheet import PLAIN_INTEGER_FORMAT, SheetSpec, neutralise_frame, write_workbook
+from haocha_analysis.core.spreadsheet import (
+    PLAIN_INTEGER_FORMAT,
+    SheetSpec,
+    neutralise_frame,
+    printed_rates_as_fractions,
+    write_workbook,
+)
 from haocha_analysis.quality.report import QualityReport
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -29,27 +33,12 @@ OUTPUT_NAMES = {
 }
 XLSX_NAME = "quality.xlsx"
 FIGURES_NAME = "quality_figures.json"
-# A presentation table's rate column holds format_ratio strings ("99.91%", "/"); in the XLSX they are
-# fractions again (the printed, truncated figure) with a percent format.
-_RATE_TEXT = r"\d+(?:\.\d+)?%"
 XLSX_NOTE = "备注：比率按截断保留两位小数（不四舍五入）；“/”表示分母为0，不适用。"
 
 
 def quality_sheet(report: QualityReport, key: str) -> SheetSpec:
     """The XLSX sheet of one presentation table: counts as integers, rates as percentages, dates as dates."""
-    table = report.tables[key].reset_index(drop=True)
-    frame, rates = table.copy(), []
-    for col in table.columns:
-        values = table[col]
-        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
-            continue
-        text = values.astype("str")
-        if str(col).endswith(("率", "比")) and text.str.fullmatch(f"{_RATE_TEXT}|/").all() and len(text):
-            percent = pd.to_numeric(text.str.removesuffix("%"), errors="coerce")  # "/" → NaN
-            frame[col] = (percent / 100).where(text.str.fullmatch(_RATE_TEXT))
-            rates.append(str(col))
-        elif col == "日期" and len(text):
-            frame[col] = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    frame, rates = printed_rates_as_fractions(report.tables[key].reset_index(drop=True))
     sheet = OUTPUT_NAMES[key][1]
     try:
         when = parse_period(report.period).title_cn()

@@ -389,6 +389,14 @@ def test_command_writes_the_ledger_csv_and_a_sheet_per_unit(qinghe, tmp_path):
     assert ledger.set_index("评价编号").at["e7", "核实超期"] == "/"  # unknown, not 否
     sheets = openpyxl.load_workbook(out / "rectification.xlsx").sheetnames
     assert sheets == ["按单位汇总", "按区县汇总", "超期清单", "东湖区人社局"]
+    # Every figure reads back as a number: counts as integers, rates as fractions (or "/" when undefined).
+    sheet = openpyxl.load_workbook(out / "rectification.xlsx")["按单位汇总"]
+    rows = [[c.value for c in row] for row in sheet.iter_rows()]
+    header = next(r for r in rows if "核实率" in r)
+    first = rows[rows.index(header) + 1]
+    assert first[header.index("差评数")] == 8 and first[header.index("核实率")] == 0.875
+    assert sheet.cell(rows.index(header) + 2, header.index("核实率") + 1).number_format == "0.00%"
+    assert all(not isinstance(v, str) or v == "/" for v in first[header.index("差评数") :])
     overdue = pd.read_csv(out / "rectification_overdue.csv", encoding="utf-8-sig")
     assert overdue["评价编号"].tolist() == ["e5", "e1", "e4", "e7", "e3"]
 
