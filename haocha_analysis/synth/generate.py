@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from haocha_analysis.analysis.anomalies.settings import Settings
+from haocha_analysis.analysis.anomalies.settings import KINDS, Settings
 from haocha_analysis.core import atomic
 from haocha_analysis.core.config import REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
 from haocha_analysis.core.errors import HaochaInputError
@@ -258,6 +258,9 @@ def generate(
             getattr(inj, kind)(anomalies[kind])
     if anomalies.get("missing_reported_at"):
         missing = inj.missing_reported_at(anomalies["missing_reported_at"])
+    for kind in ("late_reporting", "agent"):  # after the others: their picks stay as they were
+        if anomalies.get(kind):
+            getattr(inj, kind)(anomalies[kind])
     valid_share = float(base.get("valid_bad_share", 0.0))
     valid_rng = _rng(seed, ref.key, period.label, "verdicts")
     rec.bad_valid = (rec.evals["sat"] <= 2) & (valid_rng.random(len(rec.evals["sat"])) < valid_share)
@@ -421,20 +424,7 @@ def build_truth(
                 },
             )
         )
-    order_kinds = [
-        "zero_data",
-        "low_volume",
-        "low_onsite",
-        "low_active",
-        "backfill",
-        "late_aggregation",
-        "duplicates",
-        "staff_reentry",
-        "eval_before_case",
-        "too_perfect",
-        "high_invalid_bad",
-    ]
-    entries.sort(key=lambda a: (order_kinds.index(a["kind"]), a["unit_id"]))
+    entries.sort(key=lambda a: (list(KINDS).index(a["kind"]), a["unit_id"]))
     counts = record_level_counts(rec)
     counts["missing_reported_at"].update(missing)
     return {

@@ -1,0 +1,126 @@
+"""What a unit is compared with: its own history and its peers, and the sentence that says so.
+
+Every finding states its baseline in Chinese (the ``baseline`` column), e.g. "本单位前4期中位数 58.0%；
+同类中位数 45.0%". The unit's own level (:func:`own_baseline`) is the median of its usable earlier
+periods, except that a drop already confirmed in the previous period is accepted as the new normal
+(the previous period's level is the baseline), and, for volumes, the same period a year earlier
+counts too (season). :func:`change_sigma` measures how much units naturally move between periods,
+so that "far below its own past" is judged against real drift, not against a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from haocha_analysis.analysis.anomalies.features import Context
+from haocha_analysis.core.periods import parse_period
+
+
+def fmt_pct(x: float) -> str:
+    """A share as Chinese text reads it (one decimal), '/' when undefined."""
+    return "/" if x is None or not np.isfinite(x) else f"{x:.1%}"
+
+
+def fmt_num(x: float) -> str:
+    """A count or rate with thousands separators (one decimal below 100)."""
+    if x is None or not np.isfinite(x):
+        return "/"
+    return f"{x:,.1f}" if abs(x) < 100 and not float(x).is_integer() else f"{x:,.0f}"
+
+
+def history_frame(ctx: Context, value: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
+    """One column per history period (oldest first) of ``value(per-unit counts)``."""
+    labels = sorted(ctx.history, key=lambda label: parse_period(label).start)
+    if not labels:
+        return pd.DataFrame(index=ctx.stats.index)
+    return pd.concat({label: value(ctx.history[label]) for label in labels}, axis=1)
+
+
+def own_baseline(
+    ctx: Context, values: pd.DataFrame, usable: pd.DataFrame, season: bool = False
+) -> pd.DataFrame:
+    """The unit's own level from earlier periods (one row per unit).
+
+    * ``median``: the median of the usable history values;
+    * a confirmed level shift: when the previous period is below ``history_shift_factor`` × the
+      median of the older usable periods, the previous period's level is the new normal;
+    * with ``season``, the same period a year earlier also counts: the lower of the two is taken
+      (a unit with its own seasonal low is not flagged for it).
+
+    Columns: base (NaN when fewer than ``history_min_periods`` usable periods), periods (usable count),
+    median, previous, older, year, shifted (bool), seasonal (bool: the year-earlier value was taken).
+    """
+    s = ctx.settings
+    v = values.where(usable) if len(values.columns) else values
+    n = v.count(axis=1) if len(v.columns) else pd.Series(0, index=values.index)
+    median = v.median(axis=1) if len(v.columns) else pd.Series(np.nan, index=values.index)
+    prev_label = ctx.previous_label
+    nan = pd.Series(np.nan, index=values.index)
+    previous = v[prev_label] if prev_label in v else nan
+    older_cols = [c for c in v.columns if c != prev_label]
+    older = v[older_cols].median(axis=1) if older_cols else nan
+    shifted = (previous < s.history_shift_factor * older).fillna(False)
+    base = median.where(~shifted, previous)
+    year = v[ctx.year_label] if season and ctx.year_label in v else nan
+    seasonal = (year < base).fillna(False)
+    base = base.where(~seasonal, year)
+    enough = n >= s.history_min_periods
+    return pd.DataFrame(
+        {
+            "base": base.where(enough),
+            "periods": n,
+            "median": median,
+            "previous": previous,
+            "older": older,
+            "year": year,
+            "shifted": shifted & enough,
+            "seasonal": seasonal & enough,
+        }
+    )
+
+
+def change_sigma(ctx: Context, log_ratio: pd.Series, eligible: pd.Series) -> float:
+    """How much units naturally move between periods: 1.4826·MAD of log(now / own baseline).
+
+    Over the eligible units of the whole city (robust: the few anomalous units do not move it),
+    floored at ``log_share_sigma_floor``. Used as "far below its own past" = a log drop beyond
+    ``robust_z`` of these.
+    """
+    x = log_ratio[eligible.fillna(False)].replace([np.inf, -np.inf], np.nan).dropna()
+    floor = ctx.settings.log_share_sigma_floor
+    if len(x) < ctx.settings.peer_min_units:
+        return floor
+    return max(floor, float(1.4826 * (x - x.median()).abs().median()))
+
+
+def own_text(own: pd.DataFrame, fmt: Callable[[float], str], what: str = "") -> pd.Series:
+    """Per unit, the Chinese sentence of its own baseline (empty where there is none)."""
+    out = []
+    for uid in own.index:
+        row = own.loc[uid]
+        if not np.isfinite(row["base"]):
+            out.append("")
+            continue
+        if row["shifted"]:
+            text = (
+                f"本单位上期 {fmt(row['previous'])}（上期已确认的水平变化，视为新常态；"
+                f"更早各期中位数 {fmt(row['older'])}）"
+            )
+        elif row["seasonal"]:
+            text = (
+                f"本单位去年同期 {fmt(row['year'])}（前{int(row['periods'])}期中位数 {fmt(row['median'])}）"
+            )
+        else:
+            text = f"本单位前{int(row['periods'])}期中位数 {fmt(row['median'])}"
+        out.append(what + text)
+    return pd.Series(out, index=own.index, dtype="object")
+
+
+def join_texts(*parts: pd.Series | str, index: pd.Index) -> pd.Series:
+    """Join per-unit texts (or constants) with '；', skipping empty ones."""
+    cols = [p if isinstance(p, pd.Series) else pd.Series(p, index=index) for p in parts]
+    frame = pd.concat([c.reindex(index).fillna("").astype("str") for c in cols], axis=1)
+    return frame.apply(lambda r: "；".join(x for x in r if x), axis=1) if len(frame) else pd.Series(dtype=str)
