@@ -47,8 +47,9 @@ format: setup ## Apply ruff fixes and formatting
 bench: setup ## Benchmarks of every stage (not part of make test); writes reports/bench/
 	$(VENV)/bin/haocha bench --out reports/bench
 
-evaluate-detectors: setup ## Precision/recall of the anomaly detectors against truth.json
+evaluate-detectors: setup ## Detectors against truth.json: default scenario, then realistic over 5 seeds
 	$(VENV)/bin/haocha evaluate-detectors --city $(CITY) --period $(PERIOD)
+	$(VENV)/bin/haocha evaluate-detectors --city $(CITY) --period $(PERIOD) --scenario realistic --seeds 0-4
 
 lab: setup ## JupyterLab with the project's kernel
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -261,6 +261,7 @@ def compute(
     with recorder.stage("load"):
         data = load_data(data_dir, period)
         history = anomalies.load_history(data_dir, period)  # earlier quarters stored beside it, if any
+        log.info("异常发现：%s", anomalies.history_note(period, history))
     with recorder.stage("quality"):
         report = quality.run_quality(ref, data, period)
         if out_dir is not None:

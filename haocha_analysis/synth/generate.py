@@ -235,6 +235,10 @@ def generate(
     """
     started = time.perf_counter()
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
+    if scen.get("model") == "realistic":
+        from haocha_analysis.synth.realistic import generate_realistic
+
+        return generate_realistic(ref, period, scale, seed, scen)
     plan = build_plan(ref, period, scale, seed, scen)
     rec_rng = _rng(seed, ref.key, period.label, "records")
     catalogue = catalogue_arrays(ref, plan["unit_id"].tolist())
@@ -324,22 +328,11 @@ def build_truth(
     ref, period, scale, seed, scen, plan, rec, injected: list[Injected], tables, order, missing
 ) -> dict:
     """truth.json: the anomalies (unit, kind, record ids) and exact record-level counts."""
-    case_ids = tables["cases"]["case_id"].to_numpy()
+    unit_ids = plan["unit_id"].to_numpy()
+    entries = build_truth_entries(plan, injected, tables, order)
     eval_ids = tables["evaluations"]["eval_id"].to_numpy()
     eval_pos = np.empty(len(order["eval_order"]), dtype=np.int64)
     eval_pos[order["eval_order"]] = np.arange(len(eval_pos))
-    unit_ids = plan["unit_id"].to_numpy()
-    entries = []
-    for a in injected:
-        ids = (
-            case_ids[order["case_pos"][a.case_rows]]
-            if a.table == "cases"
-            else eval_ids[eval_pos[a.eval_rows]]
-        )
-        entries.append(
-            _entry(a.kind, unit_ids[a.unit], a.table, sorted(ids.tolist()), a.count, a.detail, a.source)
-        )
-
     volume = plan["cases"] + plan["unlinked"]
     level_table = np.where(plan["kind"].isin([KIND_CITY, KIND_CITY_PUBLIC]), "cases", "evaluations")
     for i in np.flatnonzero((volume == 0).to_numpy() & plan["had_history"].to_numpy()):
@@ -442,6 +435,29 @@ def build_truth(
     }
 
 
+def build_truth_entries(
+    plan: pd.DataFrame, injected: list[Injected], tables: dict, order: dict
+) -> list[dict]:
+    """Truth entries of injected anomalies, their row indices mapped to the written ids."""
+    case_ids = tables["cases"]["case_id"].to_numpy()
+    eval_ids = tables["evaluations"]["eval_id"].to_numpy()
+    eval_pos = np.empty(len(order["eval_order"]), dtype=np.int64)
+    eval_pos[order["eval_order"]] = np.arange(len(eval_pos))
+    unit_ids = plan["unit_id"].to_numpy()
+    entries = []
+    for a in injected:
+        ids = (
+            case_ids[order["case_pos"][a.case_rows]]
+            if a.table == "cases"
+            else eval_ids[eval_pos[a.eval_rows]]
+        )
+        entries.append(
+            _entry(a.kind, unit_ids[a.unit], a.table, sorted(ids.tolist()), a.count, a.detail, a.source)
+        )
+    entries.sort(key=lambda a: (list(KINDS).index(a["kind"]), a["unit_id"]))
+    return entries
+
+
 def low_active_truth(plan: pd.DataFrame) -> list[tuple[int, bool]]:
     """Plan rows of the low_active truth, each with whether it is scored.
 
@@ -531,6 +547,11 @@ def iter_history(
 ) -> Iterator[tuple[str, dict[str, pd.DataFrame]]]:
     """Earlier periods one at a time (oldest first), so that only one is in memory."""
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
+    if scen.get("model") == "realistic":
+        from haocha_analysis.synth.realistic import iter_history_realistic
+
+        yield from iter_history_realistic(ref, period, quarters, scale, seed, scen)
+        return
     plan = build_plan(ref, period, scale, seed, scen)
     population = population_size(plan)
     catalogue = catalogue_arrays(ref, plan["unit_id"].tolist())
@@ -610,7 +631,7 @@ def _stamp(city: str, period: str, scale: float, seed: int, scenario: str, histo
     for f in files:
         if Path(f).exists():
             digest.update(Path(f).read_bytes())
-    for module in ("generate", "plan", "records", "inject", "matters"):
+    for module in ("generate", "plan", "records", "inject", "matters", "realistic"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return {
         "generator": GENERATOR_VERSION,

@@ -526,10 +526,11 @@ def test_high_invalid_bad_baseline_not_one_units_own():
     data["rectifications"] = coerce(
         pd.DataFrame({"eval_id": ev.loc[bad, "eval_id"], "verdict": "invalid"}), "rectifications"
     )
-    # Towns pool 70 of 12000 (0.58%, ×3 = 1.75%); the city 150 of 16000 (0.94%, ×3 = 2.81%).
+    # Towns pool 70 of 12000 (0.58%, ×3 = 1.75%); the city 150 of 16000 (0.94%, ×3 = 2.81%): t4 (3%)
+    # stands out; without t4's own excess the city's rate is 120 of 15000 (0.8%, ×3 = 2.4%): t5 (2%) not.
     findings = detect(ref, data, Q2, kinds=["high_invalid_bad"])
     assert findings["unit_id"].tolist() == ["t-d1-t4"]
-    assert findings["expected"].iloc[0] == pytest.approx(150 / 16000)
+    assert findings["expected"].iloc[0] == pytest.approx(120 / 15000)
     loose = Settings(invalid_peer_max_unit_share=1.0)  # the level's own pooled rate
     findings = detect(ref, data, Q2, kinds=["high_invalid_bad"], settings=loose)
     assert sorted(findings["unit_id"]) == ["t-d1-t4", "t-d1-t5"]

@@ -96,6 +96,49 @@ def change_sigma(ctx: Context, log_ratio: pd.Series, eligible: pd.Series) -> flo
     return max(floor, float(1.4826 * (x - x.median()).abs().median()))
 
 
+def drop_z(
+    now: pd.Series, base: pd.Series, sampling_var: pd.Series, sigma: float, settings
+) -> tuple[pd.Series, pd.Series]:
+    """How far below its own level a unit is, on a scale where units drift alike (log or logit).
+
+    The spread is the natural drift between periods (``sigma``, :func:`change_sigma`, on the same
+    scale) and the sampling noise of the current value (``sampling_var``: 1/k for the log of a count,
+    1/(n·p·(1 − p)) for the logit of a share), combined: sqrt(σ² + var). Returns z = (now − base) /
+    spread and the value z = −robust_z stands for (the threshold, on the same scale).
+    """
+    spread = np.sqrt(sigma**2 + sampling_var)
+    return (now - base) / spread, base - settings.robust_z * spread
+
+
+def new_drop(
+    ctx: Context,
+    now: pd.Series,
+    previous: pd.Series,
+    var_now: pd.Series,
+    var_previous: pd.Series,
+    sigma: float,
+) -> pd.Series:
+    """True where the drop is new: the value is also clearly below the previous period's own.
+
+    A unit already as low in the previous period changed then: the level is accepted as its new
+    normal (even when the previous period's noise hid the shift from :func:`own_baseline`'s rule).
+    z = (now − previous) / sqrt(σ² + both sampling variances) must be below −``history_new_drop_z``;
+    True where the previous period is unknown.
+    """
+    z = (now - previous) / np.sqrt(sigma**2 + var_now + var_previous)
+    return (z < -ctx.settings.history_new_drop_z) | previous.isna() | var_previous.isna()
+
+
+def logit(p: pd.Series | np.ndarray) -> pd.Series | np.ndarray:
+    """log(p / (1 − p)): the scale on which on-site shares of different sizes drift alike."""
+    return np.log(p / (1 - p))
+
+
+def expit(x: pd.Series | np.ndarray) -> pd.Series | np.ndarray:
+    """The inverse of :func:`logit`."""
+    return 1 / (1 + np.exp(-x))
+
+
 def own_text(own: pd.DataFrame, fmt: Callable[[float], str], what: str = "") -> pd.Series:
     """Per unit, the Chinese sentence of its own baseline (empty where there is none)."""
     out = []

@@ -7,10 +7,14 @@ import pandas as pd
 
 from haocha_analysis.analysis.anomalies.baselines import (
     change_sigma,
+    drop_z,
+    expit,
     fmt_num,
     fmt_pct,
     history_frame,
     join_texts,
+    logit,
+    new_drop,
     own_baseline,
     own_text,
 )
@@ -22,7 +26,7 @@ from haocha_analysis.core.calendar import after_hours, workday_calendar, working
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.rules import LATE, made_before_case, timeliness_status
 from haocha_analysis.core.schemas import ONSITE_CHANNELS
-from haocha_analysis.core.stats import binomial_tail_bound, poisson_lower_bound
+from haocha_analysis.core.stats import binomial_lower_tail, binomial_tail_bound
 
 # --- findings ----------------------------------------------------------------------------------
 
@@ -151,7 +155,9 @@ def detect_zero_data(ctx: Context) -> pd.DataFrame:
     """零数据: reference units with no case finished and no evaluation made in the period.
 
     With history: reported when the unit had records in an earlier period (a unit that never had
-    any is dormant, not a change). Without history: reported when at least
+    any is dormant, not a change) and none now is improbable: e^(−μ) < ``zero_data_alpha``, μ the
+    mean cases and walk-in evaluations of its active earlier periods. Without history: reported when
+    at least
     ``zero_data_peer_coverage`` of the unit's level has records (a level that never carries records,
     such as aggregate district rows, is not a finding). Severity 0.9 when it had records in
     history, else 0.6.
@@ -166,8 +172,10 @@ def detect_zero_data(ctx: Context) -> pd.DataFrame:
     hist = history_frame(ctx, lambda h: h["n_records"])
     hist_records = hist.sum(axis=1) if len(hist.columns) else pd.Series(0, index=st.index)
     had = hist_records > 0
+    events = history_frame(ctx, lambda h: h["n_events"].where(h["n_records"] > 0))
+    mu = events.mean(axis=1) if len(events.columns) else pd.Series(0.0, index=st.index)
     if ctx.history:
-        flag = (~has) & had
+        flag = (~has) & had & (np.exp(-mu.fillna(0)) < s.zero_data_alpha)
     else:
         flag = (~has) & (level_cov >= s.zero_data_peer_coverage) & (units["level"] != "")
     per_period = hist_records / max(len(ctx.history), 1)
@@ -237,11 +245,21 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
     own_r = own_baseline(ctx, h_ratio, h_ok)
     has_own_r = own_r["base"].notna() & (own_r["base"] > 0)
     log_r = np.log(ratio.where(ratio > 0) / own_r["base"])
-    sig_r = change_sigma(ctx, log_r, elig_ratio & has_own_r)
-    mu_r = s.history_drift * own_r["base"] * n_cases
-    p_own = poisson_lower_bound(n_first, mu_r.fillna(0))
-    thr_own = own_r["base"] * np.minimum(s.low_volume_own_ratio_factor, np.exp(-s.robust_z * sig_r))
-    flag_own_r = elig_ratio & has_own_r & (ratio < thr_own) & (p_own < s.alpha)
+    sig_r = change_sigma(ctx, log_r, elig_ratio & has_own_r & (n_first >= 100))
+    base_r = np.log(own_r["base"].where(own_r["base"] > 0))
+    z_r, floor_r = drop_z(np.log((n_first + 0.5) / (n_cases + 0.5)), base_r, 1 / (n_first + 0.5), sig_r, s)
+    thr_own = own_r["base"] * np.minimum(s.low_volume_own_ratio_factor, np.exp(floor_r - base_r))
+    prev = ctx.previous_label
+    prev_e = ctx.history[prev]["n_first"] if prev in ctx.history else pd.Series(np.nan, index=st.index)
+    fresh_r = new_drop(
+        ctx,
+        np.log((n_first + 0.5) / (n_cases + 0.5)),
+        np.log(own_r["previous"].where(own_r["previous"] > 0)),
+        1 / (n_first + 0.5),
+        1 / (prev_e + 0.5),
+        sig_r,
+    )
+    flag_own_r = elig_ratio & has_own_r & (ratio < thr_own) & (z_r < -s.robust_z) & fresh_r
     peers = _peer_stats(ctx, ratio, elig_ratio)
     thr_peer = np.minimum(
         peers["median"] * s.low_volume_ratio_factor, peers["median"] - s.robust_z * peers["sigma"]
@@ -265,10 +283,20 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
         expected = own["base"]
         log_v = np.log((current + 0.5) / expected)
         elig = expected >= s.low_volume_min_expected
-        sig_v = change_sigma(ctx, log_v, elig)
-        thr = expected * np.minimum(s.low_volume_history_factor, np.exp(-s.robust_z * sig_v))
-        p = poisson_lower_bound(current, (s.history_drift * expected).fillna(0))
-        flag = (elig & (current < thr) & (p < s.alpha)).fillna(False)
+        sig_v = change_sigma(ctx, log_v, elig & (current >= 100))
+        base_v = np.log(expected.where(expected > 0))
+        z_v, floor_v = drop_z(np.log(current + 0.5), base_v, 1 / (current + 0.5), sig_v, s)
+        thr = expected * np.minimum(s.low_volume_history_factor, np.exp(floor_v - base_v))
+        raw_prev = ctx.history[prev][column] if prev in ctx.history else pd.Series(np.nan, index=st.index)
+        fresh = new_drop(
+            ctx,
+            np.log(current + 0.5),
+            np.log(own["previous"] + 0.5),
+            1 / (current + 0.5),
+            1 / (raw_prev + 0.5),
+            sig_v,
+        )
+        flag = (elig & (current < thr) & (z_v < -s.robust_z) & fresh).fillna(False)
         signals[name] = (flag, own, thr)
 
     has_records = (n_first + n_cases + st["n_evals"]) > 0
@@ -364,7 +392,7 @@ def detect_low_onsite(ctx: Context) -> pd.DataFrame:
     such evaluations naming a case), the unit is compared with itself: the share must be below
     ``low_onsite_own_factor`` × its own level (a drop already confirmed in the previous period is
     the new normal), beyond the city's natural drift (:func:`change_sigma`) and pass a binomial
-    Chernoff bound at ``history_drift`` × its level. A unit that always evaluates online is not a
+    drop's z below −robust_z (:func:`drop_z`). A unit that always evaluates online is not a
     finding. Without own history: its peers, as :func:`_low_share` (only where peers evaluate on
     site, median ≥ ``low_onsite_peer_min``). Severity = 1 − share/expected.
     """
@@ -380,11 +408,26 @@ def detect_low_onsite(ctx: Context) -> pd.DataFrame:
     has_own = own["base"].notna() & (own["base"] > 0)
     share = peer["measure"]
     eligible = n >= s.min_first_evaluations
-    log_ratio = np.log(((k + 0.5) / (n + 1)) / own["base"])
-    sigma = change_sigma(ctx, log_ratio, eligible & has_own & (n >= 100))
-    thr_own = own["base"] * np.minimum(s.low_onsite_own_factor, np.exp(-s.robust_z * sigma))
-    p_own = binomial_tail_bound(k, n, (s.history_drift * own["base"]).fillna(0).clip(0, 1), lower=True)
-    flag_own = eligible & has_own & (share < thr_own) & (p_own < s.alpha)
+    # On the logit scale: a share's drift between periods is alike for units at 5% and at 60%.
+    p_hat = (k + 0.5) / (n + 1)
+    base_t = logit(own["base"].clip(1e-3, 1 - 1e-3))
+    sigma = change_sigma(ctx, logit(p_hat) - base_t, eligible & has_own & (n >= 100))
+    z_own, floor_t = drop_z(logit(p_hat), base_t, 1 / ((n + 1) * p_hat * (1 - p_hat)), sigma, s)
+    thr_own = np.minimum(own["base"] * s.low_onsite_own_factor, expit(floor_t))
+    prev = ctx.previous_label
+    n_prev = (
+        ctx.history[prev]["n_citizen_named"] if prev in ctx.history else pd.Series(np.nan, index=st.index)
+    )
+    p_prev = own["previous"].clip(1e-3, 1 - 1e-3)
+    fresh = new_drop(
+        ctx,
+        logit(p_hat),
+        logit(p_prev),
+        1 / ((n + 1) * p_hat * (1 - p_hat)),
+        1 / ((n_prev + 1) * p_prev * (1 - p_prev)),
+        sigma,
+    )
+    flag_own = eligible & has_own & (share < thr_own) & (z_own < -s.robust_z) & fresh
     flag = np.where(has_own, flag_own.fillna(False), peer["flag"])
     f = pd.DataFrame(
         {
@@ -466,27 +509,43 @@ def detect_low_active(ctx: Context) -> pd.DataFrame:
 # --- lags and bursts ---------------------------------------------------------------------------
 
 
+def _lags(ctx: Context) -> pd.DataFrame:
+    """Linked first evaluations of the period (index as ``first_in``): unit, channel, lags. Numeric only."""
+    if "lags" not in ctx.cache:
+        first = ctx.first_in
+        linked = first.loc[
+            first["linked"].to_numpy(), ["unit_id", "channel", "evaluated_at", "case_finished"]
+        ]
+        linked = linked.rename(columns={"case_finished": "finished_at"})
+        linked["lag_workdays"] = working_days_between(linked["finished_at"], linked["evaluated_at"])
+        linked["lag_hours"] = (linked["evaluated_at"] - linked["finished_at"]).dt.total_seconds() / 3600
+        ctx.cache["lags"] = linked
+    return ctx.cache["lags"]
+
+
 def first_evaluation_lags(ctx: Context) -> pd.DataFrame:
     """First evaluations made in the period, joined to their case: working-day lag after finishing."""
-    if "lags" in ctx.cache:
-        return ctx.cache["lags"]
-    cols = ["eval_id", "case_id", "unit_id", "channel", "evaluated_at", "operator", "case_finished"]
-    linked = ctx.first_in.loc[ctx.first_in["linked"], cols].rename(columns={"case_finished": "finished_at"})
-    linked["lag_workdays"] = working_days_between(linked["finished_at"], linked["evaluated_at"])
-    linked["lag_hours"] = (linked["evaluated_at"] - linked["finished_at"]).dt.total_seconds() / 3600
-    ctx.cache["lags"] = linked
-    return linked
+    lags = _lags(ctx)
+    ids = ctx.first_in.loc[lags.index, ["eval_id", "case_id", "operator"]]
+    out = pd.concat([ids, lags], axis=1)
+    cols = ["eval_id", "case_id", "unit_id", "channel", "evaluated_at", "operator", "finished_at"]
+    return out[[*cols, "lag_workdays", "lag_hours"]]
 
 
 def burst_runs(
-    evaluations: pd.DataFrame, settings: Settings, period: Period, by_operator: bool = False
+    evaluations: pd.DataFrame,
+    settings: Settings,
+    period: Period,
+    by_operator: bool = False,
+    operator_codes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Evaluations that belong to a burst of near-identical timestamps within their unit.
 
     A run is a maximal sequence of a unit's evaluations (system defaults excluded: the system makes
     them, not people), all inside or all outside working hours, whose consecutive gaps are at most
     ``burst_gap_seconds``. With ``by_operator``, runs are taken per unit and operator (one person at
-    one device; rows without an operator stay together per unit). A run is a burst when it has at
+    one device; rows without an operator stay together per unit; ``operator_codes`` may give the
+    operators' integer codes, aligned with the rows). A run is a burst when it has at
     least ``m`` records: the larger of a floor (``burst_min_size`` in working hours,
     ``burst_min_size_after_hours`` outside them, when halls are closed) and the size for which a
     Poisson process expects fewer than ``burst_false_alarm`` such runs. The Poisson rate is the
@@ -497,36 +556,38 @@ def burst_runs(
         The evaluations in bursts: eval_id, unit_id, evaluated_at, operator, after_hours, run, run_size.
     """
     cols = ["eval_id", "unit_id", "evaluated_at", "operator"]
-    ev = evaluations.loc[
-        (evaluations["channel"] != "system_default") & evaluations["evaluated_at"].notna(), cols
-    ]
-    empty = ev.assign(after_hours=pd.Series(dtype=bool), run=pd.Series(dtype="int64"),
-                      run_size=pd.Series(dtype="int64"))  # fmt: skip
-    if ev.empty:
-        return empty
-    ucode = ev["unit_id"].cat.codes if isinstance(ev["unit_id"].dtype, pd.CategoricalDtype) else None
-    unit_key = (ucode if ucode is not None else ev["unit_id"].astype("str").factorize()[0]).to_numpy()
-    unit_key = np.asarray(unit_key, dtype=np.int64)
-    if by_operator:
-        op_codes = pd.factorize(ev["operator"])[0].astype(np.int64)  # -1 for a missing operator
+    keep = ((evaluations["channel"] != "system_default") & evaluations["evaluated_at"].notna()).to_numpy()
+    if not keep.any():
+        return evaluations.loc[keep, cols].assign(
+            after_hours=pd.Series(dtype=bool), run=pd.Series(dtype="int64"), run_size=pd.Series(dtype="int64")
+        )
+    units = evaluations["unit_id"][keep]
+    if isinstance(units.dtype, pd.CategoricalDtype):
+        unit_key = units.cat.codes.to_numpy().astype(np.int64)
+    else:
+        unit_key = pd.factorize(units.astype("str"))[0].astype(np.int64)
+    if by_operator:  # -1 for a missing operator (codes aligned with the rows, when given)
+        if operator_codes is None:
+            operator_codes = pd.factorize(evaluations["operator"])[0]
+        op_codes = np.asarray(operator_codes, dtype=np.int64)[keep]
         unit_key = unit_key * (int(op_codes.max()) + 2) + (op_codes + 1)
-    ev = ev.assign(unit=unit_key).sort_values(["unit", "evaluated_at"], kind="stable")
-    t_ = ev["evaluated_at"]
-    days = t_.dt.normalize()
-    cal = workday_calendar(min(days.min().date(), period.start), max(days.max().date(), period.end))
-    workday = days.map(cal).fillna(True).astype(bool).to_numpy()
-    hour = t_.dt.hour.to_numpy()
-    frac = hour + t_.dt.minute.to_numpy() / 60
+    stamp = evaluations["evaluated_at"][keep].to_numpy("datetime64[s]")
+    order = np.lexsort((stamp, unit_key))
+    labels = evaluations.index[keep][order]
+    u, t_s = unit_key[order], stamp[order]
+    day = t_s.astype("datetime64[D]")
+    first_day = min(day.min().astype(object), period.start)
+    cal = workday_calendar(first_day, max(day.max().astype(object), period.end))
+    workday = cal.to_numpy()[(day - np.datetime64(first_day, "D")).astype(np.int64)]
+    secs = (t_s - day).astype(np.int64)
+    hour = secs // 3600
+    frac = secs / 3600
     ah = ~workday | (frac < config.WORKDAY_START_HOUR) | (frac >= config.WORKDAY_END_HOUR)
-    ev["after_hours"] = ah
-    t = t_.to_numpy("datetime64[ms]").astype(np.int64) / 1000.0
-    u = ev["unit"].to_numpy()
+    t = t_s.astype(np.int64).astype(float)
     gap = np.diff(t, prepend=np.nan)
     same = np.r_[False, (u[1:] == u[:-1]) & (ah[1:] == ah[:-1])]
     run = np.cumsum(~(same & (gap <= settings.burst_gap_seconds)))
-    ev["run"] = run
     run_size = np.bincount(run)[run]
-    ev["run_size"] = run_size
     # The group's rate in each (kind of day, clock hour): evaluations / hours of that kind in the period.
     in_period = cal[(cal.index >= period.start_ts) & (cal.index < period.end_ts)]
     n_work, n_off = max(int(in_period.sum()), 1), max(int((~in_period).sum()), 1)
@@ -541,33 +602,45 @@ def burst_runs(
     m = np.maximum(floor, np.ceil(m))
     m_run = np.zeros(run.max() + 1)
     np.maximum.at(m_run, run, m)
-    out = ev[run_size >= m_run[run]]
-    return out.drop(columns=["unit"])
+    hit = run_size >= m_run[run]
+    out = evaluations.loc[labels[hit], cols]
+    return out.assign(after_hours=ah[hit], run=run[hit], run_size=run_size[hit])
 
 
 def classified_bursts(ctx: Context) -> pd.DataFrame:
     """Bursts of first evaluations per unit and operator, each run classified by its lags.
 
     A run is ``backfill`` when most of its evaluations (of known cases) came more than
-    ``supplementary_working_days`` after their case finished, or none of them names a known case;
-    otherwise it is ``reentry`` when the median lag from the cases' finish is at least
+    ``supplementary_working_days`` after their case finished, when its median lag is more than
+    ``reentry_burst_max_workdays`` working days (keyed in days later), or when none of them names a
+    known case; otherwise it is ``reentry`` when the median lag from the cases' finish is at least
     ``reentry_burst_min_lag_minutes`` (citizens evaluate at the window within minutes; staff keying
     in the day's evaluations do so hours later), else ``natural`` (a queue at a terminal).
     """
     if "bursts" in ctx.cache:
         return ctx.cache["bursts"]
     s = ctx.settings
-    runs = burst_runs(ctx.first_in, s, ctx.period, by_operator=True)
-    lags = first_evaluation_lags(ctx)[["eval_id", "lag_workdays", "lag_hours"]]
-    runs = runs.merge(lags, on="eval_id", how="left")
+    first = ctx.first_in
+    runs = burst_runs(
+        first[["eval_id", "unit_id", "evaluated_at", "operator", "channel"]], s, ctx.period, True
+    )
+    runs = runs.join(_lags(ctx)[["lag_workdays", "lag_hours"]], how="left")
     runs["late"] = runs["lag_workdays"].astype("Float64").fillna(-1).to_numpy(dtype=float) > (
         s.supplementary_working_days
     )
     runs["known"] = runs["lag_hours"].notna()
+    runs["lag_days"] = runs["lag_workdays"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     per_run = runs.groupby("run").agg(
-        late=("late", "sum"), known=("known", "sum"), lag=("lag_hours", "median")
+        late=("late", "sum"),
+        known=("known", "sum"),
+        lag=("lag_hours", "median"),
+        days=("lag_days", "median"),
     )
-    backfill = (per_run["known"] == 0) | (per_run["late"] >= 0.5 * per_run["known"])
+    backfill = (
+        (per_run["known"] == 0)
+        | (per_run["late"] >= 0.5 * per_run["known"])
+        | (per_run["days"] > s.reentry_burst_max_workdays)
+    )
     reentry = ~backfill & (per_run["lag"] * 60 >= s.reentry_burst_min_lag_minutes)
     kind = np.where(backfill, "backfill", np.where(reentry, "reentry", "natural"))
     runs["kind"] = runs["run"].map(pd.Series(kind, index=per_run.index))
@@ -580,10 +653,10 @@ def detect_backfill(ctx: Context) -> pd.DataFrame:
 
     A first evaluation is late when it comes more than ``supplementary_working_days`` working days
     (chinese_calendar, 调休 included) after its case finished. The expected number of late ones is
-    channel-adjusted: Σ over channels of the unit's evaluations × the level's late rate in that
-    channel (citizens' own late evaluations by SMS or the website form a tail everywhere; on-site
-    channels have almost none). A unit is flagged when its suspicious evaluations (late ∪ backfill
-    bursts, :func:`classified_bursts`; system defaults excluded) number at least
+    channel-adjusted: Σ over channels of the unit's evaluations × the late rate in that channel of
+    the level's other units (citizens' own late evaluations by SMS or the website form a tail
+    everywhere; on-site channels have almost none). A unit is flagged when its suspicious evaluations
+    (late ∪ backfill bursts, :func:`classified_bursts`; system defaults excluded) number at least
     ``backfill_min_records`` and either the late ones reach ``backfill_min_share`` of its linked first
     evaluations and ``backfill_baseline_factor`` × the expected share with a Chernoff bound below
     ``alpha``, or the burst ones reach ``backfill_min_records``.
@@ -592,24 +665,30 @@ def detect_backfill(ctx: Context) -> pd.DataFrame:
     """
     s = ctx.settings
     idx = ctx.stats.index
-    lags = first_evaluation_lags(ctx)
-    lags = lags[lags["channel"] != "system_default"]
+    lags = _lags(ctx)
+    lags = lags[(lags["channel"] != "system_default").to_numpy()]
     is_late = lags["lag_workdays"].fillna(0).to_numpy() > s.supplementary_working_days
     late = lags[is_late]
     linked_n = _count(lags["unit_id"], idx)
     late_n = _count(late["unit_id"], idx)
-    # Channel-adjusted expectation from the level's late rate per channel.
-    level = ctx.units["level"]
+    # Channel-adjusted expectation: the late rate per channel of the level's other units (a unit's
+    # own excess is not its baseline).
+    unit_code = lags["unit_id"].cat.codes.to_numpy()
+    level_code = pd.factorize(ctx.units["level"].reindex(lags["unit_id"].cat.categories))[0][unit_code]
     frame = pd.DataFrame(
         {
-            "unit": lags["unit_id"].astype("str").to_numpy(),
-            "channel": lags["channel"].astype("str").to_numpy(),
+            "level": level_code,
+            "channel": lags["channel"].cat.codes.to_numpy(),
+            "unit": unit_code,
             "late": is_late,
         }
     )
-    frame["level"] = frame["unit"].map(level).fillna("")
-    rate = frame.groupby(["level", "channel"])["late"].transform("mean")
-    expected = frame.assign(rate=rate).groupby("unit")["rate"].sum().reindex(idx).fillna(0)
+    cell = frame.groupby(["level", "channel", "unit"])["late"].agg(["sum", "size"])
+    pooled = cell.groupby(level=["level", "channel"]).transform("sum")
+    others = (pooled["sum"] - cell["sum"]) / (pooled["size"] - cell["size"]).replace(0, np.nan)
+    per_code = (others.fillna(0) * cell["size"]).groupby(level="unit").sum()
+    per_code.index = lags["unit_id"].cat.categories[per_code.index].astype("str")
+    expected = per_code.reindex(idx).fillna(0)
     p_unit = (expected / linked_n.where(linked_n > 0)).fillna(0)
     late_share = (late_n / linked_n.where(linked_n > 0)).fillna(0)
     p_late = binomial_tail_bound(late_n, linked_n, p_unit.clip(lower=1e-6), lower=False)
@@ -617,6 +696,9 @@ def detect_backfill(ctx: Context) -> pd.DataFrame:
         (late_n >= s.backfill_min_records)
         & (late_share >= np.maximum(s.backfill_min_share, s.backfill_baseline_factor * p_unit))
         & (p_late < s.alpha)
+    )
+    late = late.assign(
+        eval_id=ctx.first_in.loc[late.index, "eval_id"], operator=ctx.first_in.loc[late.index, "operator"]
     )
     runs = classified_bursts(ctx)
     bursts = runs[runs["kind"] == "backfill"]
@@ -687,19 +769,35 @@ def detect_backfill(ctx: Context) -> pd.DataFrame:
 
 
 def _late_share_rows(
-    ctx: Context, unit_ids: pd.Series, late_mask: np.ndarray, delay_h: pd.Series
+    ctx: Context, unit_ids: pd.Series, late_mask: np.ndarray, delay_h: pd.Series, event_at: pd.Series
 ) -> pd.DataFrame:
-    """Per unit: records, late ones, share, the city baseline and the flag (late_min_* rules)."""
+    """Per unit: records, late ones, share, the city baseline and the flag (late_min_* rules).
+
+    The late records of the unit's worst day are set aside before the rule is applied: one day's
+    outage, its records uploaded the next morning, is an incident, not a practice (the share, the
+    count and the Chernoff bound are taken on the rest).
+    """
     s = ctx.settings
     idx = ctx.stats.index
     n = _count(unit_ids, idx)
     k = _count(unit_ids[late_mask], idx)
     long_k = _count(unit_ids[late_mask & (delay_h > 24).to_numpy()], idx)
+    late_units = unit_ids[late_mask].astype("str").to_numpy()
+    late_days = event_at[late_mask].dt.normalize().to_numpy()
+    if len(late_units):
+        per_day = (
+            pd.Series(1, index=pd.MultiIndex.from_arrays([late_units, late_days])).groupby(level=[0, 1]).sum()
+        )
+        worst = per_day.groupby(level=0).max().reindex(idx).fillna(0).astype("int64")
+    else:
+        worst = pd.Series(0, index=idx)
+    rest = k - worst
     baseline = float(k.sum() / n.sum()) if n.sum() else 0.0
     share = (k / n.where(n > 0)).fillna(0)
-    p = binomial_tail_bound(k, n, np.full(len(n), max(baseline, 1e-6)), lower=False)
+    rest_share = (rest / n.where(n > 0)).fillna(0)
+    p = binomial_tail_bound(rest, n, np.full(len(n), max(baseline, 1e-6)), lower=False)
     threshold = max(s.late_min_share, s.late_baseline_factor * baseline)
-    flag = (k >= s.late_min_cases) & (share >= threshold) & (p < s.alpha)
+    flag = (rest >= s.late_min_cases) & (rest_share >= threshold) & (p < s.alpha)
     med = (
         pd.Series(delay_h[late_mask].to_numpy())
         .groupby(unit_ids[late_mask].astype("str").to_numpy())
@@ -721,7 +819,8 @@ def _late_share_rows(
         f["long"] / f["records"].where(f["records"] > 0)
     ).fillna(0)
     f["baseline"] = (
-        f"全市超时占比 {fmt_pct(baseline)}；门槛 {fmt_pct(threshold)}（至少 {s.late_min_cases} 条）"
+        f"全市超时占比 {fmt_pct(baseline)}；门槛 {fmt_pct(threshold)}"
+        f"（至少 {s.late_min_cases} 条，最集中的一天不计：一次故障不算）"
     )
     return f
 
@@ -741,7 +840,7 @@ def detect_late_aggregation(ctx: Context) -> pd.DataFrame:
     )
     late_mask = status.to_numpy() == LATE
     delay_h = (c["reported_at"] - c["finished_at"]).dt.total_seconds() / 3600
-    f = _late_share_rows(ctx, c["unit_id"], late_mask, delay_h)
+    f = _late_share_rows(ctx, c["unit_id"], late_mask, delay_h, c["finished_at"])
     limit = s.timing.limit_minutes
 
     def describe(r):
@@ -767,17 +866,16 @@ def detect_late_reporting(ctx: Context) -> pd.DataFrame:
     """
     s = ctx.settings
     t = s.timing
-    e = ctx.evals_in[ctx.evals_in["reported_at"].notna()]
+    cols = ["unit_id", "evaluated_at", "reported_at", "case_reported", "case_finished"]
+    e = ctx.evals_in.loc[ctx.evals_in["reported_at"].notna().to_numpy(), cols]
     status = timeliness_status(
         e["evaluated_at"], e["reported_at"], t.report_delay_limit, t.clock_skew_tolerance
     )
-    case_late = (e["case_reported"] - e["case_finished"]) > pd.Timedelta(t.report_delay_limit)
-    with_case = (
-        case_late.fillna(False).to_numpy() & (e["reported_at"] >= e["case_reported"]).fillna(False).to_numpy()
-    )
+    case_late = ((e["case_reported"] - e["case_finished"]) > pd.Timedelta(t.report_delay_limit)).to_numpy()
+    with_case = case_late & (e["reported_at"] >= e["case_reported"]).to_numpy()
     late_mask = (status.to_numpy() == LATE) & ~with_case
     delay_h = (e["reported_at"] - e["evaluated_at"]).dt.total_seconds() / 3600
-    f = _late_share_rows(ctx, e["unit_id"], late_mask, delay_h)
+    f = _late_share_rows(ctx, e["unit_id"], late_mask, delay_h, e["evaluated_at"])
     limit = t.limit_minutes
 
     def describe(r):
@@ -788,7 +886,9 @@ def detect_late_reporting(ctx: Context) -> pd.DataFrame:
         )
 
     late = e[late_mask].assign(delay_h=delay_h[late_mask])
-    ev = _evidence_by_unit(late[isin(late["unit_id"], f.index)], "eval_id", s.evidence_max, "delay_h")
+    late = late[isin(late["unit_id"], f.index)]
+    late = late.assign(eval_id=ctx.evals_in.loc[late.index, "eval_id"])
+    ev = _evidence_by_unit(late, "eval_id", s.evidence_max, "delay_h")
     return _rows(ctx, "late_reporting", f, "超时上报评价占比", describe, ev)
 
 
@@ -843,15 +943,23 @@ def detect_duplicates(ctx: Context) -> pd.DataFrame:
 # --- one evaluator key over many cases; bursts of other people's evaluations ------------------
 
 
+def _op_codes(ctx: Context) -> np.ndarray:
+    """Integer codes of the operators of ``first_in`` (-1 where none), computed once."""
+    if "op_codes" not in ctx.cache:
+        ctx.cache["op_codes"] = pd.factorize(ctx.first_in["operator"])[0].astype(np.int64)
+    return ctx.cache["op_codes"]
+
+
 def _operators_per_unit(ctx: Context) -> pd.Series:
     """Distinct operators recording first evaluations in the period, per unit (string index)."""
-    f = ctx.first_in.loc[ctx.first_in["operator"].notna(), ["unit_id", "operator"]]
-    if f.empty:
+    codes = _op_codes(ctx)
+    has = codes >= 0
+    if not has.any():
         return pd.Series(dtype="int64")
-    op_codes, _ = pd.factorize(f["operator"])
-    frame = pd.DataFrame({"u": f["unit_id"].cat.codes.to_numpy(), "o": op_codes}).drop_duplicates()
+    units = ctx.first_in["unit_id"]
+    frame = pd.DataFrame({"u": units.cat.codes.to_numpy()[has], "o": codes[has]}).drop_duplicates()
     counts = frame.groupby("u").size()
-    counts.index = f["unit_id"].cat.categories[counts.index].astype("str")
+    counts.index = units.cat.categories[counts.index].astype("str")
     return counts
 
 
@@ -867,13 +975,18 @@ def key_groups(ctx: Context) -> pd.DataFrame:
         return ctx.cache["keys"]
     s = ctx.settings
     first = ctx.first_in
-    keep = first["evaluator_key"].notna().to_numpy() & (first["cid"].to_numpy() >= 0)
-    key_codes = pd.factorize(first["evaluator_key"])[0].astype(np.int64)
-    unit_codes = first["unit_id"].cat.codes.to_numpy().astype(np.int64)
+    # Citizens' evaluations of cases (a system default is made by no one: neither staff nor agent).
+    keep = (
+        first["evaluator_key"].notna().to_numpy()
+        & (first["cid"].to_numpy() >= 0)
+        & (first["channel"] != "system_default").to_numpy()
+    )
+    key_codes = pd.factorize(first["evaluator_key"][keep])[0].astype(np.int64)
+    unit_codes = first["unit_id"].cat.codes.to_numpy()[keep].astype(np.int64)
     pair = unit_codes * (int(key_codes.max()) + 1 if len(key_codes) else 1) + key_codes
-    pair = np.where(keep, pair, -1)
     _, inverse, pair_counts = np.unique(pair, return_inverse=True, return_counts=True)
-    many = keep & (pair_counts[inverse] >= s.reentry_min_cases_one_operator)
+    many = np.zeros(len(first), dtype=bool)
+    many[np.flatnonzero(keep)[pair_counts[inverse] >= s.reentry_min_cases_one_operator]] = True
     cols = ["eval_id", "unit_id", "evaluator_key", "cid", "operator", "evaluated_at"]
     rows = first.loc[many, cols]
     rows = rows.assign(unit=rows["unit_id"].astype("str"))
@@ -1065,8 +1178,9 @@ def detect_eval_before_case(ctx: Context) -> pd.DataFrame:
     Severity = min(1, 0.6 + count / 100), halved when every one is within a minute.
     """
     s = ctx.settings
-    ev = ctx.evals_in[ctx.evals_in["linked"]]
-    early = ev[made_before_case(ev["evaluated_at"], ev["case_finished"], s.timing)]
+    ev = ctx.evals_in
+    before = ev["linked"].to_numpy() & made_before_case(ev["evaluated_at"], ev["case_finished"], s.timing)
+    early = ev.loc[before, ["eval_id", "unit_id", "evaluated_at", "case_finished"]]
     idx = ctx.stats.index
     k = _count(early["unit_id"], idx)
     gap = (early["case_finished"] - early["evaluated_at"]).dt.total_seconds()
@@ -1124,8 +1238,8 @@ def detect_too_perfect(ctx: Context) -> pd.DataFrame:
       (``too_perfect_baseline_quantile``) of the 差评 rates of the level's units large enough to show
       some; P(0 | n, p) = (1 − p)^n below ``too_perfect_alpha``;
     * the grade distribution too good against peers AND a concentration no citizen crowd produces:
-      the share of grades other than 非常满意 so low that P(X ≤ k | n, q) (binomial Chernoff bound,
-      q = the lower quartile of the level's shares) is below ``too_perfect_alpha``, with at least
+      the share of grades other than 非常满意 so low that P(X ≤ k | n, q) (exact binomial, q = the
+      lower quartile of the level's shares) is below ``too_perfect_picture_alpha``, with at least
       ``too_perfect_min_evaluations`` evaluations, and either ``too_perfect_fast_share`` of the
       evaluations of cases made within ``too_perfect_fast_seconds`` of the finish (lag concentration)
       or ``too_perfect_channel_share`` from one on-site channel (channel concentration).
@@ -1146,24 +1260,20 @@ def detect_too_perfect(ctx: Context) -> pd.DataFrame:
     p0 = np.exp(log_p0)
     route_zero = (bad == 0) & full_rate & (n > 0) & (p > 0) & (p0 < s.too_perfect_alpha)
 
-    # The whole picture: grades, lags and channels of citizens' first evaluations.
+    # The whole picture, over citizens' first evaluations of cases (a fake is made at a case's close):
+    # grades against the level, lags from the finish and the devices used.
     first = ctx.first_in
-    citizen = first[first["channel"] != "system_default"]
-    non5 = _count(citizen.loc[(citizen["satisfaction"] < 5).to_numpy(), "unit_id"], idx)
-    q = _lower_quartile_rate(ctx, non5, n_all, pd.Series(float(s.too_perfect_min_evaluations), index=idx))
-    p_grade = binomial_tail_bound(non5, n_all, q.clip(lower=1e-9), lower=True)
-    lag_s = (citizen["evaluated_at"] - citizen["case_finished"]).dt.total_seconds()
-    with_lag = lag_s.notna().to_numpy()
-    fast = (
-        with_lag
-        & (lag_s.fillna(-1).to_numpy() >= 0)
-        & (lag_s.fillna(-1).to_numpy() <= s.too_perfect_fast_seconds)
-    )
-    fast_share = (
-        _count(citizen.loc[fast, "unit_id"], idx)
-        / _count(citizen.loc[with_lag, "unit_id"], idx).replace(0, np.nan)
-    ).fillna(0)
-    onsite = citizen[isin(citizen["channel"], ONSITE_CHANNELS)]
+    linked = first.loc[
+        (first["channel"] != "system_default").to_numpy() & first["linked"].to_numpy(),
+        ["unit_id", "channel", "satisfaction", "evaluated_at", "case_finished"],
+    ]
+    n_l = _count(linked["unit_id"], idx)
+    non5 = _count(linked.loc[(linked["satisfaction"] < 5).to_numpy(), "unit_id"], idx)
+    q = _lower_quartile_rate(ctx, non5, n_l, pd.Series(float(s.too_perfect_min_evaluations), index=idx))
+    lag_s = (linked["evaluated_at"] - linked["case_finished"]).dt.total_seconds().to_numpy()
+    fast = (lag_s >= 0) & (lag_s <= s.too_perfect_fast_seconds)
+    fast_share = (_count(linked.loc[fast, "unit_id"], idx) / n_l.replace(0, np.nan)).fillna(0)
+    onsite = linked[isin(linked["channel"], ONSITE_CHANNELS)]
     top_channel = (
         onsite.groupby([onsite["unit_id"].astype("str"), onsite["channel"].astype("str")])
         .size()
@@ -1172,22 +1282,28 @@ def detect_too_perfect(ctx: Context) -> pd.DataFrame:
         if len(onsite)
         else pd.Series(dtype=float)
     )
-    channel_share = (top_channel.reindex(idx).fillna(0) / n_all.replace(0, np.nan)).fillna(0)
+    channel_share = (top_channel.reindex(idx).fillna(0) / n_l.replace(0, np.nan)).fillna(0)
     concentrated = (fast_share >= s.too_perfect_fast_share) | (channel_share >= s.too_perfect_channel_share)
-    route_picture = (n_all >= s.too_perfect_min_evaluations) & (p_grade < s.too_perfect_alpha) & concentrated
+    # The grade test, exact, where a concentration already stands out (two independent signs).
+    candidates = (n_l >= s.too_perfect_min_evaluations) & concentrated
+    p_grade = pd.Series(1.0, index=idx)
+    p_grade[candidates] = binomial_lower_tail(
+        non5[candidates], n_l[candidates], q[candidates].clip(lower=1e-9)
+    )
+    route_picture = candidates & (p_grade < s.too_perfect_picture_alpha)
     flag = (route_zero | route_picture).fillna(False)
     measure = np.where(route_zero, p0, p_grade)
     f = pd.DataFrame(
         {
             "measure": measure,
             "threshold": s.too_perfect_alpha,
-            "expected": np.where(route_zero, n * p, n * q),
-            "records": n_all,
+            "expected": np.where(route_zero, n * p, n_l * q),
+            "records": np.where(route_zero, n_all, n_l),
             "severity": np.minimum(1, -np.log10(np.clip(measure, 1e-300, 1)) / 10),
             "zero": route_zero,
             "p": p,
             "q": q,
-            "share5": 1 - non5 / n_all.replace(0, np.nan),
+            "share5": 1 - non5 / n_l.replace(0, np.nan),
             "fast": fast_share,
             "chan": channel_share,
         },
@@ -1208,7 +1324,7 @@ def detect_too_perfect(ctx: Context) -> pd.DataFrame:
             )
         else:
             parts.append(
-                f"群众作出的 {r['records']:,} 件首次评价中“非常满意”占 {fmt_pct(r['share5'])}，"
+                f"群众作出的 {r['records']:,} 件办件首次评价中“非常满意”占 {fmt_pct(r['share5'])}，"
                 f"同层级常见水平下如此之高的概率为 {r['measure']:.1e}"
             )
         if r["fast"] >= s.too_perfect_fast_share:
@@ -1230,22 +1346,32 @@ def detect_high_invalid_bad(ctx: Context) -> pd.DataFrame:
     excluded); the baseline is the pooled rate of the unit's level, or the city's pooled rate when
     one unit makes more than ``invalid_peer_max_unit_share`` of its level's evaluations (the level's
     rate would then be mostly that unit's own). Flagged with at least ``invalid_min`` invalid 差评,
-    a rate of at least ``invalid_factor`` × baseline, and a Chernoff bound below ``alpha``.
+    a rate of at least ``invalid_factor`` × baseline, and a Chernoff bound below ``alpha``. The
+    rule runs twice: the second time the baseline leaves out the units the first flagged, so that
+    two units with many invalid 差评 in one small level do not hide each other.
     Severity = 1 − baseline/rate.
     """
     s = ctx.settings
     st = ctx.stats
     level = ctx.units["level"]
-    by_level = st.groupby(level)["n_citizen"]
-    base = st.groupby(level)["n_invalid_bad"].sum() / by_level.sum().replace(0, np.nan)
-    dominated = by_level.max() > s.invalid_peer_max_unit_share * by_level.sum()
-    city_rate = st["n_invalid_bad"].sum() / st["n_citizen"].sum() if st["n_citizen"].sum() else np.nan
-    base = base.where(~dominated, city_rate)
-    p = level.map(base).fillna(0).astype(float)
     n, k = st["n_citizen"], st["n_invalid_bad"]
     rate = (k / n.where(n > 0)).fillna(0)
-    bound = binomial_tail_bound(k, n, p.clip(lower=1e-9), lower=False)
-    flag = (k >= s.invalid_min) & (rate >= s.invalid_factor * p) & (bound < s.alpha)
+
+    def baseline(excluded: pd.Series) -> pd.Series:
+        nn, kk = n.where(~excluded, 0), k.where(~excluded, 0)
+        by_level = nn.groupby(level)
+        base = kk.groupby(level).sum() / by_level.sum().replace(0, np.nan)
+        dominated = by_level.max() > s.invalid_peer_max_unit_share * by_level.sum()
+        city_rate = kk.sum() / nn.sum() if nn.sum() else np.nan
+        return level.map(base.where(~dominated, city_rate)).fillna(0).astype(float)
+
+    def rule(p: pd.Series) -> pd.Series:
+        bound = binomial_tail_bound(k, n, p.clip(lower=1e-9), lower=False)
+        return (k >= s.invalid_min) & (rate >= s.invalid_factor * p) & (bound < s.alpha)
+
+    first = rule(baseline(pd.Series(False, index=st.index)))
+    p = baseline(first)
+    flag = rule(p)
     f = pd.DataFrame(
         {
             "measure": rate,

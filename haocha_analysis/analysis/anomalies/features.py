@@ -188,8 +188,10 @@ def prepare(
     cases["has_first"] = has_first
     cases = cases[~links.repeated_case]
 
-    cases_in = cases[period.contains(cases["finished_at"])]
-    evals_in = evaluations[period.contains(evaluations["evaluated_at"])].copy()
+    in_period = period.contains(cases["finished_at"]).to_numpy()
+    cases_in = cases if in_period.all() else cases[in_period]
+    in_period = period.contains(evaluations["evaluated_at"]).to_numpy()
+    evals_in = evaluations if in_period.all() else evaluations[in_period].copy()  # no copy when all in it
     invalid_ids = rect.loc[rect["verdict"] == "invalid", "eval_id"]
     bad = evals_in["satisfaction"].isin(config.BAD_SATISFACTION)
     evals_in["bad"] = bad
@@ -262,23 +264,26 @@ def history_counts(tables: dict[str, pd.DataFrame], period: Period, index: pd.In
 
     Columns: n_cases (cases finished in it), n_first (attempt-1 evaluations made in it), n_citizen_named
     and n_onsite_named (attempt-1 evaluations naming a case, not system defaults, and those made on
-    site: the on-site share's history), n_records (every row), days, workdays.
+    site: the on-site share's history), n_records (every row), n_events (cases and attempt-1
+    evaluations naming no case), days, workdays.
     """
     ev = _ensure(tables.get("evaluations"), "evaluations", HISTORY_COLUMNS["evaluations"])
     cs = _ensure(tables.get("cases"), "cases", HISTORY_COLUMNS["cases"])
-    ev = ev[period.contains(ev["evaluated_at"])]
-    cs = cs[period.contains(cs["finished_at"])]
-    first = ev[ev["attempt"] == 1]
-    case_id = first["case_id"]
-    named = case_id.notna().to_numpy() & (case_id.astype("str").str.strip() != "").to_numpy()
-    citizen = named & (first["channel"].astype("str") != "system_default").to_numpy()
-    onsite = citizen & isin(first["channel"], ONSITE_CHANNELS)
+    ev = ev[period.contains(ev["evaluated_at"]).to_numpy()]
+    cs = cs[period.contains(cs["finished_at"]).to_numpy()]
+    unit = ev["unit_id"]
+    first = (ev["attempt"] == 1).to_numpy()
+    named = first & ev["case_id"].notna().to_numpy()  # blank ids are read as missing
+    citizen = named & (ev["channel"] != "system_default").to_numpy()
+    onsite = citizen & isin(ev["channel"], ONSITE_CHANNELS)
     h = pd.DataFrame(index=index)
     h["n_cases"] = _count(cs["unit_id"], index)
-    h["n_first"] = _count(first["unit_id"], index)
-    h["n_citizen_named"] = _count(first.loc[citizen, "unit_id"], index)
-    h["n_onsite_named"] = _count(first.loc[onsite, "unit_id"], index)
-    h["n_records"] = h["n_cases"] + _count(ev["unit_id"], index)
+    h["n_first"] = _count(unit[first], index)
+    h["n_citizen_named"] = _count(unit[citizen], index)
+    h["n_onsite_named"] = _count(unit[onsite], index)
+    h["n_records"] = h["n_cases"] + _count(unit, index)
+    # Independent events: cases and evaluations naming no case (walk-ins); the zero-data expectation.
+    h["n_events"] = h["n_cases"] + h["n_first"] - _count(unit[named], index)
     h["days"] = period.days
     h["workdays"] = working_days(period)
     return h
