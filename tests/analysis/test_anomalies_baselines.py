@@ -60,8 +60,8 @@ def quarter(label: str, units: dict[str, dict] | list[str], n: int = 100) -> dic
     cases, evals = [], []
     for u_i, (unit, spec) in enumerate(specs.items()):
         count = int(spec.get("n", n))
-        onsite = int(round(spec.get("onsite", 1.0) * count))
-        evaluated = int(round(spec.get("evaluated", 1.0) * count))
+        onsite = round(spec.get("onsite", 1.0) * count)
+        evaluated = round(spec.get("evaluated", 1.0) * count)
         lag = spec.get("lag", pd.Timedelta(minutes=1))
         ops = spec.get("operators", 4)
         for j in range(count):
