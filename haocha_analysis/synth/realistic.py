@@ -471,7 +471,8 @@ class RealisticInjector:
         return min(n, max(minimum, round(_u(self.rng, spec.get("share", [0.05, 0.15]), 0.1) * n)))
 
     def _record(self, kind: str, u: int, rows: np.ndarray, detail: dict, table: str = "evaluations") -> None:
-        self.used[rows] = True if table == "evaluations" else self.used[rows]
+        if table == "evaluations":
+            self.used[rows] = True
         key = "case_rows" if table == "cases" else "eval_rows"
         self.out.append(Injected(kind, u, table, **{key: np.sort(rows)}, count=len(rows), detail=detail))
 
@@ -526,22 +527,9 @@ class RealisticInjector:
                 if take < 5:
                     continue
                 chosen = np.sort(self.rng.choice(cand, take, replace=False))
-                e["evaluated"][chosen] = np.minimum(
-                    evening + np.cumsum(self.rng.integers(3, 20, take)), self.cal.end_s - 1
-                )
-                e["reported"][chosen] = e["evaluated"][chosen] + self.rng.integers(1, 60, take)
-                e["channel"][chosen] = CH["paper"] if self.rng.random() < 0.5 else CH["hall_tablet"]
-                e["sat"][chosen] = 5
-                e["operator"][chosen] = op
-                self.used[chosen] = True
-                done.append(chosen)
-            if done:
-                self._record(
-                    "backfill",
-                    u,
-                    np.concatenate(done),
-                    {"operator": str(self.rec.operators[op]), "bursts": len(done)},
-                )
+                channel = CH["paper"] if self.rng.random() < 0.5 else CH["hall_tablet"]
+                done.append(self._key_in(chosen, evening, (3, 20), op, channel))
+            self._record_bursts("backfill", u, done, op)
 
     def staff_reentry(self, spec: dict) -> None:
         """After closing, one operator keys in the day's evaluations for the citizens (their own keys)."""
@@ -564,21 +552,9 @@ class RealisticInjector:
                 if take < 8:
                     continue
                 chosen = np.sort(self.rng.choice(cand, take, replace=False))
-                e["evaluated"][chosen] = close + np.cumsum(self.rng.integers(5, 25, take))
-                e["reported"][chosen] = e["evaluated"][chosen] + self.rng.integers(1, 60, take)
-                e["channel"][chosen] = CH["hall_tablet"]
-                e["sat"][chosen] = 5
-                e["operator"][chosen] = op
-                self.used[chosen] = True
-                done.append(chosen)
+                done.append(self._key_in(chosen, close, (5, 25), op, CH["hall_tablet"]))
                 left -= take
-            if done:
-                self._record(
-                    "staff_reentry",
-                    u,
-                    np.concatenate(done),
-                    {"operator": str(self.rec.operators[op]), "bursts": len(done)},
-                )
+            self._record_bursts("staff_reentry", u, done, op)
 
     def late_reporting(self, spec: dict) -> None:
         """Tablets that sync once a day: 5–15% of a unit's evaluations (made on site) reported hours late."""
@@ -685,6 +661,26 @@ class RealisticInjector:
             e["evaluated"][chosen] = c["finished"][e["case"][chosen]] + self.rng.integers(1, 9, len(chosen))
             e["reported"][chosen] = e["evaluated"][chosen] + self.rng.integers(1, 60, len(chosen))
             self._record("too_perfect", u, chosen, {"share": round(share, 3)})
+
+    def _key_in(
+        self, rows: np.ndarray, start: int, gaps: tuple[int, int], op: int, channel: int
+    ) -> np.ndarray:
+        """One operator keys in ``rows`` from ``start``, a few seconds apart, all 非常满意."""
+        e = self.rec.evals
+        e["evaluated"][rows] = np.minimum(
+            start + np.cumsum(self.rng.integers(*gaps, len(rows))), self.cal.end_s - 1
+        )
+        e["reported"][rows] = e["evaluated"][rows] + self.rng.integers(1, 60, len(rows))
+        e["channel"][rows] = channel
+        e["sat"][rows] = 5
+        e["operator"][rows] = op
+        self.used[rows] = True
+        return rows
+
+    def _record_bursts(self, kind: str, u: int, bursts: list[np.ndarray], op: int) -> None:
+        if bursts:
+            detail = {"operator": str(self.rec.operators[op]), "bursts": len(bursts)}
+            self._record(kind, u, np.concatenate(bursts), detail)
 
     def _ops(self, minimum: int) -> np.ndarray:
         return self.rec.op_count >= minimum

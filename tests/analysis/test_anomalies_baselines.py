@@ -156,6 +156,25 @@ def test_low_onsite_confirmed_shift_is_the_new_normal(ref):
     assert "上期已确认的水平变化" in findings["baseline"].iloc[0]
 
 
+def test_small_and_never_on_site_units_have_a_history_too(ref):
+    """t1, a village-sized unit (25–31 evaluations a quarter), has always had ~13% on site: no single
+    quarter reaches 30 evaluations, its pooled past does. t2 has never evaluated on site (0% in every
+    quarter). Against peers at 50% both look low; against their own past neither is."""
+    usual = {u: {"onsite": 0.5} for u in TOWNS} | {
+        "t-d1-t1": {"n": 25, "onsite": 0.12},
+        "t-d1-t2": {"onsite": 0.0},
+    }
+    now = quarter("2023Q2", {**usual, "t-d1-t1": {"n": 31, "onsite": 4 / 31}})
+    assert found(detect(ref, now, Q2, kinds=["low_onsite"]), "low_onsite") == ["t-d1-t1", "t-d1-t2"]
+    findings = detect(ref, now, Q2, history=history(usual), kinds=["low_onsite"])
+    assert findings.empty
+    # The pooled past is a real baseline: t1 falling to 0 of 120 (P = 0.88^120 ≈ 2e-7) is reported.
+    lower = quarter("2023Q2", {**usual, "t-d1-t1": {"n": 120, "onsite": 0.0}})
+    findings = detect(ref, lower, Q2, history=history(usual), kinds=["low_onsite"])
+    assert found(findings, "low_onsite") == ["t-d1-t1"]
+    assert findings["baseline"].iloc[0].startswith("本单位前4期合计 12.0%")
+
+
 # --- own history: volume per case and per working day ---------------------------------------------
 
 

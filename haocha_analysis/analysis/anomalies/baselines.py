@@ -40,15 +40,21 @@ def history_frame(ctx: Context, value: Callable[[pd.DataFrame], pd.Series]) -> p
 
 
 def own_baseline(
-    ctx: Context, values: pd.DataFrame, usable: pd.DataFrame, season: bool = False
+    ctx: Context,
+    values: pd.DataFrame,
+    usable: pd.DataFrame,
+    season: bool = False,
+    log_var: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The unit's own level from earlier periods (one row per unit).
 
     * ``median``: the median of the usable history values;
     * a confirmed level shift: when the previous period is below ``history_shift_factor`` × the
       median of the older usable periods, the previous period's level is the new normal;
-    * with ``season``, the same period a year earlier also counts: the lower of the two is taken
-      (a unit with its own seasonal low is not flagged for it).
+    * with ``season``, the same period a year earlier also counts: it is taken when it is lower
+      beyond its own sampling noise (``log_var``, the variance of the log of each period's value:
+      z < −``history_new_drop_z``), so a unit with its own seasonal low is not flagged for it and a
+      year-earlier value that is merely noisy does not lower the bar.
 
     Columns: base (NaN when fewer than ``history_min_periods`` usable periods), periods (usable count),
     median, previous, older, year, shifted (bool), seasonal (bool: the year-earlier value was taken).
@@ -65,7 +71,11 @@ def own_baseline(
     shifted = (previous < s.history_shift_factor * older).fillna(False)
     base = median.where(~shifted, previous)
     year = v[ctx.year_label] if season and ctx.year_label in v else nan
-    seasonal = (year < base).fillna(False)
+    seasonal = year < base
+    if log_var is not None and ctx.year_label in log_var:
+        z = (np.log(year.where(year > 0)) - np.log(base.where(base > 0))) / np.sqrt(log_var[ctx.year_label])
+        seasonal &= z < -ctx.settings.history_new_drop_z
+    seasonal = seasonal.fillna(False)
     base = base.where(~seasonal, year)
     enough = n >= s.history_min_periods
     return pd.DataFrame(
@@ -78,8 +88,44 @@ def own_baseline(
             "year": year,
             "shifted": shifted & enough,
             "seasonal": seasonal & enough,
+            "pooled": False,
         }
     )
+
+
+def with_pooled(
+    ctx: Context, own: pd.DataFrame, k: pd.DataFrame, n: pd.DataFrame, min_n: float
+) -> pd.DataFrame:
+    """A small unit's own level from its pooled past, where no single period was large enough.
+
+    Where ``own`` has no base, the ratio Σk/Σn over the earlier periods with any record counts, when
+    there are at least ``history_min_periods`` of them and Σn ≥ ``min_n`` (a village's four quarters of
+    25 evaluations are its history too). Column ``pooled`` marks those units.
+    """
+    if not len(k.columns):
+        return own
+    active = n > 0
+    periods = active.sum(axis=1)
+    total_n = n.where(active).sum(axis=1)
+    pooled = k.where(active).sum(axis=1) / total_n.where(total_n > 0)
+    use = own["base"].isna() & (periods >= ctx.settings.history_min_periods) & (total_n >= min_n)
+    out = own.copy()
+    out.loc[use, "base"] = pooled[use]
+    out.loc[use, "median"] = pooled[use]
+    out.loc[use, "periods"] = periods[use]
+    out["pooled"] = use
+    return out
+
+
+def own_ratio_baseline(ctx: Context, k_col: str, n_col: str, min_n: float) -> pd.DataFrame:
+    """:func:`own_baseline` of the ratio k/n of two history counts (periods with n ≥ ``min_n``).
+
+    With a small unit's pooled past where no period was large enough (:func:`with_pooled`).
+    """
+    k = history_frame(ctx, lambda h: h[k_col])
+    n = history_frame(ctx, lambda h: h[n_col])
+    own = own_baseline(ctx, k / n.where(n > 0), n >= min_n)
+    return with_pooled(ctx, own, k, n, min_n)
 
 
 def change_sigma(ctx: Context, log_ratio: pd.Series, eligible: pd.Series) -> float:
@@ -147,7 +193,9 @@ def own_text(own: pd.DataFrame, fmt: Callable[[float], str], what: str = "") -> 
         if not np.isfinite(row["base"]):
             out.append("")
             continue
-        if row["shifted"]:
+        if row["pooled"]:
+            text = f"本单位前{int(row['periods'])}期合计 {fmt(row['base'])}（单位较小，各期合并计算）"
+        elif row["shifted"]:
             text = (
                 f"本单位上期 {fmt(row['previous'])}（上期已确认的水平变化，视为新常态；"
                 f"更早各期中位数 {fmt(row['older'])}）"

@@ -16,6 +16,7 @@ from haocha_analysis.analysis.anomalies.baselines import (
     logit,
     new_drop,
     own_baseline,
+    own_ratio_baseline,
     own_text,
 )
 from haocha_analysis.analysis.anomalies.features import Context, _count
@@ -48,7 +49,21 @@ def _evidence_by_unit(
     )
 
 
-_INT_KEYS = ("records", "k", "n", "n_cases", "late", "burst", "keys", "bad", "long", "ops", "days", "skew")
+_INT_KEYS = (
+    "records",
+    "k",
+    "n",
+    "n_cases",
+    "named",
+    "late",
+    "burst",
+    "keys",
+    "bad",
+    "long",
+    "ops",
+    "days",
+    "skew",
+)
 
 
 def _plain_rows(frame: pd.DataFrame) -> list[dict]:
@@ -235,27 +250,27 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
     s = ctx.settings
     st = ctx.stats
     n_first, n_cases = st["n_first"], st["n_cases"]
+    n_named = st["n_named_first"]  # evaluations per case count those naming a case (评价率)
     workdays = max(int(st["workdays"].iat[0]), 1) if len(st) else 1
 
     # (a) evaluations per case: own history, else peers
     elig_ratio = n_cases >= s.low_volume_min_cases
-    ratio = (n_first / n_cases.where(n_cases > 0)).astype(float)
-    h_ratio = history_frame(ctx, lambda h: h["n_first"] / h["n_cases"].where(h["n_cases"] > 0))
-    h_ok = history_frame(ctx, lambda h: h["n_cases"] >= s.low_volume_min_cases)
-    own_r = own_baseline(ctx, h_ratio, h_ok)
-    has_own_r = own_r["base"].notna() & (own_r["base"] > 0)
+    ratio = (n_named / n_cases.where(n_cases > 0)).astype(float)
+    own_r = own_ratio_baseline(ctx, "n_named", "n_cases", s.low_volume_min_cases)
+    has_own_r = own_r["base"].notna()
     log_r = np.log(ratio.where(ratio > 0) / own_r["base"])
-    sig_r = change_sigma(ctx, log_r, elig_ratio & has_own_r & (n_first >= 100))
+    sig_r = change_sigma(ctx, log_r, elig_ratio & has_own_r & (n_named >= 100))
     base_r = np.log(own_r["base"].where(own_r["base"] > 0))
-    z_r, floor_r = drop_z(np.log((n_first + 0.5) / (n_cases + 0.5)), base_r, 1 / (n_first + 0.5), sig_r, s)
+    log_now = np.log((n_named + 0.5) / (n_cases + 0.5))
+    z_r, floor_r = drop_z(log_now, base_r, 1 / (n_named + 0.5), sig_r, s)
     thr_own = own_r["base"] * np.minimum(s.low_volume_own_ratio_factor, np.exp(floor_r - base_r))
     prev = ctx.previous_label
-    prev_e = ctx.history[prev]["n_first"] if prev in ctx.history else pd.Series(np.nan, index=st.index)
+    prev_e = ctx.history[prev]["n_named"] if prev in ctx.history else pd.Series(np.nan, index=st.index)
     fresh_r = new_drop(
         ctx,
-        np.log((n_first + 0.5) / (n_cases + 0.5)),
+        log_now,
         np.log(own_r["previous"].where(own_r["previous"] > 0)),
-        1 / (n_first + 0.5),
+        1 / (n_named + 0.5),
         1 / (prev_e + 0.5),
         sig_r,
     )
@@ -265,7 +280,7 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
         peers["median"] * s.low_volume_ratio_factor, peers["median"] - s.robust_z * peers["sigma"]
     )
     p_peer = binomial_tail_bound(
-        np.minimum(n_first, n_cases), n_cases, peers["median"].fillna(0).clip(0, 1), True
+        np.minimum(n_named, n_cases), n_cases, peers["median"].fillna(0).clip(0, 1), True
     )
     flag_peer_r = elig_ratio & ~has_own_r & (ratio < thr_peer) & (p_peer < s.alpha)
     flag_a = (flag_own_r | flag_peer_r).fillna(False)
@@ -275,7 +290,8 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
         now_total = float(st[column].sum())
         values = history_frame(ctx, lambda h: h[column] * now_total / max(float(h[column].sum()), 1.0))
         usable = history_frame(ctx, lambda h: h["n_records"] > 0)
-        return own_baseline(ctx, values, usable, season=True), values
+        log_var = history_frame(ctx, lambda h: 1 / (h[column] + 0.5))  # Poisson noise of each period
+        return own_baseline(ctx, values, usable, season=True, log_var=log_var), values
 
     signals = {}
     for name, column, current in (("cases", "n_cases", n_cases), ("evals", "n_first", n_first)):
@@ -328,6 +344,7 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
             "c": flag_c,
             "e": flag_e,
             "ratio": ratio,
+            "named": n_named,
             "ratio_base": np.where(has_own_r, own_r["base"], peers["median"]),
             "ratio_med": peers["median"],
             "n_cases": n_cases,
@@ -361,7 +378,7 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
         if r["a"]:
             whose = "本单位以往" if r["own_r"] else "同类单位中位数"
             parts.append(
-                f"办件 {r['n_cases']:,} 件仅有首次评价 {r['records']:,} 件（每件 {r['ratio']:.2f}，"
+                f"办件 {r['n_cases']:,} 件仅有 {r['named']:,} 件得到评价（每件 {r['ratio']:.2f}，"
                 f"{whose} {r['ratio_base']:.2f}）"
             )
         if r["c"]:
@@ -400,19 +417,18 @@ def detect_low_onsite(ctx: Context) -> pd.DataFrame:
     st = ctx.stats
     k, n = st["n_onsite"], st["n_citizen_linked"]
     peer = _low_share(ctx, k, n, s.low_onsite_peer_min)
-    h_share = history_frame(
-        ctx, lambda h: h["n_onsite_named"] / h["n_citizen_named"].where(h["n_citizen_named"] > 0)
-    )
-    h_ok = history_frame(ctx, lambda h: h["n_citizen_named"] >= s.min_first_evaluations)
-    own = own_baseline(ctx, h_share, h_ok)
-    has_own = own["base"].notna() & (own["base"] > 0)
+    own = own_ratio_baseline(ctx, "n_onsite_named", "n_citizen_named", s.min_first_evaluations)
+    has_own = own["base"].notna()  # a unit that never evaluates on site has a history too: 0%
     share = peer["measure"]
     eligible = n >= s.min_first_evaluations
     # On the logit scale: a share's drift between periods is alike for units at 5% and at 60%.
+    # Sampling variance of the logit under the level compared with (a score test: a drop to 0 of
+    # 120 from 12% is as clear as it looks).
     p_hat = (k + 0.5) / (n + 1)
-    base_t = logit(own["base"].clip(1e-3, 1 - 1e-3))
+    b = own["base"].clip(1e-3, 1 - 1e-3)
+    base_t = logit(b)
     sigma = change_sigma(ctx, logit(p_hat) - base_t, eligible & has_own & (n >= 100))
-    z_own, floor_t = drop_z(logit(p_hat), base_t, 1 / ((n + 1) * p_hat * (1 - p_hat)), sigma, s)
+    z_own, floor_t = drop_z(logit(p_hat), base_t, 1 / ((n + 1) * b * (1 - b)), sigma, s)
     thr_own = np.minimum(own["base"] * s.low_onsite_own_factor, expit(floor_t))
     prev = ctx.previous_label
     n_prev = (
@@ -423,7 +439,7 @@ def detect_low_onsite(ctx: Context) -> pd.DataFrame:
         ctx,
         logit(p_hat),
         logit(p_prev),
-        1 / ((n + 1) * p_hat * (1 - p_hat)),
+        1 / ((n + 1) * p_prev * (1 - p_prev)),
         1 / ((n_prev + 1) * p_prev * (1 - p_prev)),
         sigma,
     )
@@ -825,6 +841,21 @@ def _late_share_rows(
     return f
 
 
+def _late(
+    ctx: Context, frame: pd.DataFrame, event: str, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, pd.Series, pd.DataFrame]:
+    """Records late under quality's 5-minute rule (``settings.timing``), their delays, units flagged."""
+    t = ctx.settings.timing
+    status = timeliness_status(
+        frame[event], frame["reported_at"], t.report_delay_limit, t.clock_skew_tolerance
+    )
+    late_mask = status.to_numpy() == LATE
+    if exclude is not None:
+        late_mask &= ~exclude
+    delay_h = (frame["reported_at"] - frame[event]).dt.total_seconds() / 3600
+    return late_mask, delay_h, _late_share_rows(ctx, frame["unit_id"], late_mask, delay_h, frame[event])
+
+
 def detect_late_aggregation(ctx: Context) -> pd.DataFrame:
     """办件归集不及时: cases finished in the period reported later than the 5-minute rule allows.
 
@@ -835,12 +866,7 @@ def detect_late_aggregation(ctx: Context) -> pd.DataFrame:
     """
     s = ctx.settings
     c = ctx.cases_in[ctx.cases_in["reported_at"].notna()]
-    status = timeliness_status(
-        c["finished_at"], c["reported_at"], s.timing.report_delay_limit, s.timing.clock_skew_tolerance
-    )
-    late_mask = status.to_numpy() == LATE
-    delay_h = (c["reported_at"] - c["finished_at"]).dt.total_seconds() / 3600
-    f = _late_share_rows(ctx, c["unit_id"], late_mask, delay_h, c["finished_at"])
+    late_mask, delay_h, f = _late(ctx, c, "finished_at")
     limit = s.timing.limit_minutes
 
     def describe(r):
@@ -868,14 +894,9 @@ def detect_late_reporting(ctx: Context) -> pd.DataFrame:
     t = s.timing
     cols = ["unit_id", "evaluated_at", "reported_at", "case_reported", "case_finished"]
     e = ctx.evals_in.loc[ctx.evals_in["reported_at"].notna().to_numpy(), cols]
-    status = timeliness_status(
-        e["evaluated_at"], e["reported_at"], t.report_delay_limit, t.clock_skew_tolerance
-    )
     case_late = ((e["case_reported"] - e["case_finished"]) > pd.Timedelta(t.report_delay_limit)).to_numpy()
     with_case = case_late & (e["reported_at"] >= e["case_reported"]).to_numpy()
-    late_mask = (status.to_numpy() == LATE) & ~with_case
-    delay_h = (e["reported_at"] - e["evaluated_at"]).dt.total_seconds() / 3600
-    f = _late_share_rows(ctx, e["unit_id"], late_mask, delay_h, e["evaluated_at"])
+    late_mask, delay_h, f = _late(ctx, e, "evaluated_at", exclude=with_case)
     limit = t.limit_minutes
 
     def describe(r):

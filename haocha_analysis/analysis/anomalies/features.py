@@ -205,6 +205,8 @@ def prepare(
     stats["n_cases"] = _count(cases_in["unit_id"], idx)
     stats["n_evals"] = _count(evals_in["unit_id"], idx)
     stats["n_first"] = _count(first_in["unit_id"], idx)
+    # First evaluations naming a case (评价率's numerator; walk-in evaluations with no case left out).
+    stats["n_named_first"] = _count(first_in.loc[(first_in["cid"] >= 0).to_numpy(), "unit_id"], idx)
     stats["n_cases_evaluated"] = _count(cases_in.loc[cases_in["has_first"], "unit_id"], idx)
     # Shares are taken over first evaluations of cases (the annex 1/2 definition of 主动评价率); the
     # on-site share over those the citizen made (a system default has no channel anyone chose).
@@ -262,7 +264,8 @@ def _earlier(label: str, period: Period) -> Period | None:
 def history_counts(tables: dict[str, pd.DataFrame], period: Period, index: pd.Index) -> pd.DataFrame:
     """Per-unit counts of an earlier period, from its own rows (no linkage: counts only).
 
-    Columns: n_cases (cases finished in it), n_first (attempt-1 evaluations made in it), n_citizen_named
+    Columns: n_cases (cases finished in it), n_first (attempt-1 evaluations made in it), n_named (those
+    naming a case: evaluations per case), n_citizen_named
     and n_onsite_named (attempt-1 evaluations naming a case, not system defaults, and those made on
     site: the on-site share's history), n_records (every row), n_events (cases and attempt-1
     evaluations naming no case), days, workdays.
@@ -279,11 +282,12 @@ def history_counts(tables: dict[str, pd.DataFrame], period: Period, index: pd.In
     h = pd.DataFrame(index=index)
     h["n_cases"] = _count(cs["unit_id"], index)
     h["n_first"] = _count(unit[first], index)
+    h["n_named"] = _count(unit[named], index)
     h["n_citizen_named"] = _count(unit[citizen], index)
     h["n_onsite_named"] = _count(unit[onsite], index)
     h["n_records"] = h["n_cases"] + _count(unit, index)
     # Independent events: cases and evaluations naming no case (walk-ins); the zero-data expectation.
-    h["n_events"] = h["n_cases"] + h["n_first"] - _count(unit[named], index)
+    h["n_events"] = h["n_cases"] + h["n_first"] - h["n_named"]
     h["days"] = period.days
     h["workdays"] = working_days(period)
     return h
