@@ -381,6 +381,30 @@ def test_too_perfect_from_the_whole_picture(ref):
     assert "下四分位数" in findings["baseline"].iloc[0]
 
 
+# --- invalid 差评 ---------------------------------------------------------------------------------
+
+
+def test_high_invalid_bad_two_units_in_one_level_do_not_hide_each_other():
+    """t1 (6000 evaluations) and t2 (1500) both have 2.5% invalid 差评; the six other towns 0.4%. The
+    level's pooled rate (1.0%, ×3 = 3.0%) would hide both; without each unit itself, and then without
+    the other one flagged, the level's rate is 0.4%: both are reported."""
+    ref = make_ref()
+    sizes = {"t-d1-t1": 6000, "t-d1-t2": 1500} | {u: 1000 for u in TOWNS[2:]}
+    now = quarter("2023Q2", {u: {"n": n} for u, n in sizes.items()})
+    ev = now["evaluations"].copy()
+    rank = ev.groupby("unit_id", observed=True).cumcount()
+    share = ev["unit_id"].astype(str).map(lambda u: 40 if u in ("t-d1-t1", "t-d1-t2") else 333)
+    bad = rank % share == 0
+    ev.loc[bad, "satisfaction"] = 1
+    now["evaluations"] = coerce(ev, "evaluations")
+    now["rectifications"] = coerce(
+        pd.DataFrame({"eval_id": ev.loc[bad, "eval_id"], "verdict": "invalid"}), "rectifications"
+    )
+    findings = detect(ref, now, Q2, kinds=["high_invalid_bad"])
+    assert found(findings, "high_invalid_bad") == ["t-d1-t1", "t-d1-t2"]
+    assert findings["expected"].tolist() == [pytest.approx(24 / 6000)] * 2
+
+
 # --- duplicates --------------------------------------------------------------------------------------
 
 

@@ -1364,12 +1364,13 @@ def detect_high_invalid_bad(ctx: Context) -> pd.DataFrame:
     """无效差评偏多: invalid 差评 per evaluation far above the level's rate.
 
     The rate is invalid 差评 / evaluations the citizens made in the period (system defaults
-    excluded); the baseline is the pooled rate of the unit's level, or the city's pooled rate when
-    one unit makes more than ``invalid_peer_max_unit_share`` of its level's evaluations (the level's
-    rate would then be mostly that unit's own). Flagged with at least ``invalid_min`` invalid 差评,
-    a rate of at least ``invalid_factor`` × baseline, and a Chernoff bound below ``alpha``. The
-    rule runs twice: the second time the baseline leaves out the units the first flagged, so that
-    two units with many invalid 差评 in one small level do not hide each other.
+    excluded); the baseline is the pooled rate of the unit's level without the unit itself (its own
+    excess is not its baseline), or the city's pooled rate (also without it) when one other unit
+    makes more than ``invalid_peer_max_unit_share`` of those evaluations (the level's rate would then
+    be mostly that unit's own). Flagged with at least ``invalid_min`` invalid 差评, a rate of at least
+    ``invalid_factor`` × baseline, and a Chernoff bound below ``alpha``. The rule is repeated with
+    the baselines also leaving out the units already flagged, until no more are, so that two units
+    with many invalid 差评 in one small level do not hide each other.
     Severity = 1 − baseline/rate.
     """
     s = ctx.settings
@@ -1379,20 +1380,29 @@ def detect_high_invalid_bad(ctx: Context) -> pd.DataFrame:
     rate = (k / n.where(n > 0)).fillna(0)
 
     def baseline(excluded: pd.Series) -> pd.Series:
+        """Per unit: the level's (or the city's) pooled rate without the unit and the excluded ones."""
         nn, kk = n.where(~excluded, 0), k.where(~excluded, 0)
-        by_level = nn.groupby(level)
-        base = kk.groupby(level).sum() / by_level.sum().replace(0, np.nan)
-        dominated = by_level.max() > s.invalid_peer_max_unit_share * by_level.sum()
-        city_rate = kk.sum() / nn.sum() if nn.sum() else np.nan
-        return level.map(base.where(~dominated, city_rate)).fillna(0).astype(float)
+        level_n, level_k = level.map(nn.groupby(level).sum()), level.map(kk.groupby(level).sum())
+        others_n, others_k = level_n - nn, level_k - kk
+        top = nn.groupby(level).nlargest(2).groupby(level=0).agg(list)
+        first, second = level.map(top.str[0]).fillna(0), level.map(top.str[1]).fillna(0)
+        largest_other = np.where(nn >= first, second, first)  # the unit itself may be the largest
+        dominated = largest_other > s.invalid_peer_max_unit_share * others_n
+        city = (kk.sum() - kk) / (nn.sum() - nn).replace(0, np.nan)
+        own_level = others_k / others_n.replace(0, np.nan)
+        return pd.Series(np.where(dominated, city, own_level), index=st.index).fillna(0).astype(float)
 
     def rule(p: pd.Series) -> pd.Series:
         bound = binomial_tail_bound(k, n, p.clip(lower=1e-9), lower=False)
         return (k >= s.invalid_min) & (rate >= s.invalid_factor * p) & (bound < s.alpha)
 
-    first = rule(baseline(pd.Series(False, index=st.index)))
-    p = baseline(first)
-    flag = rule(p)
+    flag = pd.Series(False, index=st.index)
+    for _ in range(5):  # until the set of flagged units stops changing (it only grows)
+        p = baseline(flag)
+        again = rule(p) | flag
+        if again.equals(flag):
+            break
+        flag = again
     f = pd.DataFrame(
         {
             "measure": rate,
