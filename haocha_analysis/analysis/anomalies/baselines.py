@@ -142,17 +142,37 @@ def change_sigma(ctx: Context, log_ratio: pd.Series, eligible: pd.Series) -> flo
     return max(floor, float(1.4826 * (x - x.median()).abs().median()))
 
 
+# The variance of a median of a few periods is about π/2 times that of their mean.
+MEDIAN_VARIANCE_FACTOR = np.pi / 2
+
+
+def base_variance(support: pd.Series, p: pd.Series | None = None) -> pd.Series:
+    """Sampling variance of an own baseline from ``support`` earlier records (its median, or pooled).
+
+    For the log of counts: π/2 / Σcounts; for the logit of a share at level ``p``: π/2 / (Σn·p·(1 − p)).
+    Small units' pasts are uncertain too, not only their present. NaN where there is no support.
+    """
+    scale = 1.0 if p is None else p * (1 - p)
+    return MEDIAN_VARIANCE_FACTOR / (support * scale).where(support > 0)
+
+
 def drop_z(
-    now: pd.Series, base: pd.Series, sampling_var: pd.Series, sigma: float, settings
+    now: pd.Series,
+    base: pd.Series,
+    sampling_var: pd.Series,
+    sigma: float,
+    settings,
+    base_var: pd.Series | float = 0.0,
 ) -> tuple[pd.Series, pd.Series]:
     """How far below its own level a unit is, on a scale where units drift alike (log or logit).
 
     The spread is the natural drift between periods (``sigma``, :func:`change_sigma`, on the same
-    scale) and the sampling noise of the current value (``sampling_var``: 1/k for the log of a count,
-    1/(n·p·(1 − p)) for the logit of a share), combined: sqrt(σ² + var). Returns z = (now − base) /
-    spread and the value z = −robust_z stands for (the threshold, on the same scale).
+    scale), the sampling noise of the current value (``sampling_var``: 1/k for the log of a count,
+    1/(n·p·(1 − p)) for the logit of a share) and that of the baseline (``base_var``,
+    :func:`base_variance`), combined: sqrt(σ² + var + var_base). Returns z = (now − base) / spread and
+    the value z = −robust_z stands for (the threshold, on the same scale).
     """
-    spread = np.sqrt(sigma**2 + sampling_var)
+    spread = np.sqrt(sigma**2 + sampling_var + base_var)
     return (now - base) / spread, base - settings.robust_z * spread
 
 

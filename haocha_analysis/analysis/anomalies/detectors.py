@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from haocha_analysis.analysis.anomalies.baselines import (
+    base_variance,
     change_sigma,
     drop_z,
     expit,
@@ -262,7 +263,11 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
     sig_r = change_sigma(ctx, log_r, elig_ratio & has_own_r & (n_named >= 100))
     base_r = np.log(own_r["base"].where(own_r["base"] > 0))
     log_now = np.log((n_named + 0.5) / (n_cases + 0.5))
-    z_r, floor_r = drop_z(log_now, base_r, 1 / (n_named + 0.5), sig_r, s)
+    support_r = history_frame(ctx, lambda h: h["n_named"].where(h["n_cases"] >= s.low_volume_min_cases))
+    support_r = support_r.sum(axis=1) if len(support_r.columns) else pd.Series(0.0, index=st.index)
+    support_r = support_r.where(~own_r["pooled"], history_frame(ctx, lambda h: h["n_named"]).sum(axis=1))
+    var_r = base_variance(support_r)
+    z_r, floor_r = drop_z(log_now, base_r, 1 / (n_named + 0.5), sig_r, s, var_r.fillna(np.inf))
     thr_own = own_r["base"] * np.minimum(s.low_volume_own_ratio_factor, np.exp(floor_r - base_r))
     prev = ctx.previous_label
     prev_e = ctx.history[prev]["n_named"] if prev in ctx.history else pd.Series(np.nan, index=st.index)
@@ -301,7 +306,10 @@ def detect_low_volume(ctx: Context) -> pd.DataFrame:
         elig = expected >= s.low_volume_min_expected
         sig_v = change_sigma(ctx, log_v, elig & (current >= 100))
         base_v = np.log(expected.where(expected > 0))
-        z_v, floor_v = drop_z(np.log(current + 0.5), base_v, 1 / (current + 0.5), sig_v, s)
+        support = history_frame(ctx, lambda h, c=column: h[c].where(h["n_records"] > 0))
+        support = support.sum(axis=1) if len(support.columns) else pd.Series(0.0, index=st.index)
+        var_v = base_variance(support).fillna(np.inf)
+        z_v, floor_v = drop_z(np.log(current + 0.5), base_v, 1 / (current + 0.5), sig_v, s, var_v)
         thr = expected * np.minimum(s.low_volume_history_factor, np.exp(floor_v - base_v))
         raw_prev = ctx.history[prev][column] if prev in ctx.history else pd.Series(np.nan, index=st.index)
         fresh = new_drop(
@@ -428,7 +436,13 @@ def detect_low_onsite(ctx: Context) -> pd.DataFrame:
     b = own["base"].clip(1e-3, 1 - 1e-3)
     base_t = logit(b)
     sigma = change_sigma(ctx, logit(p_hat) - base_t, eligible & has_own & (n >= 100))
-    z_own, floor_t = drop_z(logit(p_hat), base_t, 1 / ((n + 1) * b * (1 - b)), sigma, s)
+    support = history_frame(
+        ctx, lambda h: h["n_citizen_named"].where(h["n_citizen_named"] >= s.min_first_evaluations)
+    )
+    support = support.sum(axis=1) if len(support.columns) else pd.Series(0.0, index=st.index)
+    support = support.where(~own["pooled"], history_frame(ctx, lambda h: h["n_citizen_named"]).sum(axis=1))
+    var_b = base_variance(support, b).fillna(np.inf)
+    z_own, floor_t = drop_z(logit(p_hat), base_t, 1 / ((n + 1) * b * (1 - b)), sigma, s, var_b)
     thr_own = np.minimum(own["base"] * s.low_onsite_own_factor, expit(floor_t))
     prev = ctx.previous_label
     n_prev = (
@@ -486,7 +500,7 @@ def detect_low_active(ctx: Context) -> pd.DataFrame:
     reference bulletin's 附件1 ranges from 0.05% to 88%), so peers would flag whole districts. A
     unit is flagged when its share is below ``low_active_max_share`` with at least
     ``min_first_evaluations`` first evaluations whose active flag is known, and the share is
-    confidently below the limit (Chernoff bound of P(X ≤ k | n, limit) below ``low_active_alpha``);
+    confidently below the limit (exact P(X ≤ k | n, limit) below ``low_active_alpha``);
     units whose flag is unknown for every evaluation are skipped (shown as "/" in tables).
     Severity = 1 − share/limit.
     """
@@ -494,7 +508,11 @@ def detect_low_active(ctx: Context) -> pd.DataFrame:
     st = ctx.stats
     k, n = st["n_active"], st["n_active_known"]
     share = (k / n.where(n > 0)).astype(float)
-    p = binomial_tail_bound(k, n, np.full(len(n), s.low_active_max_share), lower=True)
+    # Exact P(X ≤ k | n, limit) where the share is below the limit (the Chernoff bound is up to ~3×
+    # too high at these sizes); only those units can be flagged.
+    p = pd.Series(1.0, index=st.index)
+    below = (n >= s.min_first_evaluations) & (share < s.low_active_max_share)
+    p[below] = binomial_lower_tail(k[below], n[below], np.full(int(below.sum()), s.low_active_max_share))
     flag = (n >= s.min_first_evaluations) & (share < s.low_active_max_share) & (p < s.low_active_alpha)
     f = pd.DataFrame(
         {

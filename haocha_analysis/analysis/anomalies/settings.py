@@ -190,7 +190,7 @@ class Settings:
     )
     low_active_alpha: float = _s(
         0.01,
-        "主动评价率须“有把握地”低于阈值：P(X≤k | n, 5%) 的 Chernoff 上界低于 1%，小单位的偶然偏低不报",
+        "主动评价率须“有把握地”低于阈值：P(X≤k | n, 5%)（精确二项）低于 1%，小单位的偶然偏低不报",
     )
     low_active_max_share: float = _s(
         0.05,
