@@ -47,8 +47,9 @@ format: setup ## 自动修正并格式化代码
 bench: setup ## 各阶段基准测试（不属于 make test），写出 reports/bench/
 	$(VENV)/bin/haocha bench --out reports/bench
 
-evaluate-detectors: setup ## 异常检测对照 truth.json 的精确率与召回率
+evaluate-detectors: setup ## 异常检测对照 truth.json：默认场景，再用 realistic 场景跑 5 个种子
 	$(VENV)/bin/haocha evaluate-detectors --city $(CITY) --period $(PERIOD)
+	$(VENV)/bin/haocha evaluate-detectors --city $(CITY) --period $(PERIOD) --scenario realistic --seeds 0-4
 
 lab: setup ## 以 haocha 内核启动 JupyterLab（root 身份时自动加 --allow-root）
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 
 from haocha_analysis.bench import scoring
@@ -87,3 +88,85 @@ def _fmt(table: pd.DataFrame) -> str:
         }
     )
     return show.to_string(index=False)
+
+
+def _history_quarters(scenario: str, default: int) -> int:
+    """A scenario's own number of quarters (``quarters: 6``: five of history), else ``default``."""
+    quarters = _synth().load_scenario(scenario).get("quarters")
+    return int(quarters) - 1 if quarters else default
+
+
+def evaluate_seeds(
+    ref: CityReference,
+    period: str,
+    seeds: list[int],
+    scenario: str = "realistic",
+    scale: float = 1.0,
+    history_quarters: int | None = None,
+) -> dict:
+    """Score the detectors over several seeds of a scenario (held-out seeds: nothing is tuned here).
+
+    Returns:
+        {"table": per kind over all seeds (truth, found, tp, fp, fn, precision, recall),
+        "per_seed": [{"seed", "table", "clean_units", "false_alarms", "seconds_detect", ...}],
+        "clean_units", "false_alarms", "false_alarms_per_100", "mismatches": every FN and FP with the
+        tool's description and, for a unit the scenario made tricky, its role}.
+        A clean unit has records (in the period or its history) and no injected anomaly; a false
+        alarm is a finding on a clean unit that the truth does not list (an agent found where the
+        truth lists the agent is right).
+    """
+    history_quarters = _history_quarters(scenario, 4) if history_quarters is None else history_quarters
+    per_seed, wrong = [], []
+    for seed in seeds:
+        table, info = run_scenario(ref, period, scale, seed, scenario, history_quarters)
+        truth, findings = info["truth"], info["findings"]
+        injected = {str(a["unit_id"]) for a in truth["anomalies"] if a.get("source") == "injected"}
+        live = _units_with_records(info["tables"], info["history"])
+        clean = live - injected
+        listed = {(a["kind"], str(a["unit_id"])) for a in truth["anomalies"]}
+        pairs = set(zip(findings["kind"], findings["unit_id"].astype(str), strict=True))
+        alarms = {(k, u) for k, u in pairs if u in clean and (k, u) not in listed}
+        roles = {t["unit_id"]: t["role"] for t in truth.get("tricky_clean", [])}
+        miss = scoring.mismatches(findings, truth)
+        miss["seed"] = seed
+        miss["role"] = miss["unit_id"].map(roles).fillna("")
+        miss["clean_unit"] = miss["unit_id"].isin(clean)
+        wrong.append(miss)
+        per_seed.append(
+            {
+                "seed": seed,
+                "table": table,
+                "clean_units": len(clean),
+                "false_alarms": len(alarms),
+                "seconds_detect": info["seconds_detect"],
+                "seconds_generate": info["seconds_generate"],
+                "history_periods": len(info["history"]),
+            }
+        )
+        del info
+    counts = ["truth", "found", "tp", "fp", "fn"]
+    total = sum(s["table"].set_index("kind")[counts] for s in per_seed)
+    total = total.reset_index()
+    total.insert(1, "kind_cn", per_seed[0]["table"]["kind_cn"].to_numpy())
+    total["precision"] = total["tp"] / (total["tp"] + total["fp"]).replace(0, np.nan)
+    total["recall"] = total["tp"] / (total["tp"] + total["fn"]).replace(0, np.nan)
+    clean_units = sum(s["clean_units"] for s in per_seed)
+    alarms = sum(s["false_alarms"] for s in per_seed)
+    return {
+        "table": total,
+        "per_seed": per_seed,
+        "clean_units": clean_units,
+        "false_alarms": alarms,
+        "false_alarms_per_100": 100 * alarms / max(clean_units, 1),
+        "mismatches": pd.concat(wrong, ignore_index=True) if wrong else pd.DataFrame(),
+    }
+
+
+def _units_with_records(tables: dict, history: dict) -> set[str]:
+    """Units with any case or evaluation in the period or in its history."""
+    units: set[str] = set()
+    for frames in [tables, *history.values()]:
+        for name in ("cases", "evaluations"):
+            if name in frames and len(frames[name]):
+                units |= set(frames[name]["unit_id"].astype(str).unique())
+    return units

@@ -49,6 +49,7 @@ def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, his
         f"（{findings['unit_id'].nunique()} 个单位），"
         f"历史期 {len(history)} 个，用时 {time.perf_counter() - t0:.1f} 秒"
     )
+    click.echo(findings.attrs.get("history_note", ""))
     for name, c in counts.items():
         click.echo(f"  {name}：{c}")
     for path in paths:

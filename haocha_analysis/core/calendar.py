@@ -27,6 +27,19 @@ def is_workday(day: date) -> bool:
         return day.weekday() < 5
 
 
+@lru_cache(maxsize=8192)
+def holiday_name(day: date) -> str | None:
+    """The official holiday a day belongs to (its days off and its 调休 make-up working days).
+
+    Names as chinese-calendar gives them ('Spring Festival', 'National Day', …); None for an
+    ordinary day or a year chinese-calendar does not cover.
+    """
+    try:
+        return chinese_calendar.get_holiday_detail(day)[1]
+    except NotImplementedError:
+        return None
+
+
 def workday_calendar(first: date, last: date) -> pd.Series:
     """Boolean Series indexed by every date from first to last: True on working days (调休 included)."""
     days = pd.date_range(first, last, freq="D")

@@ -35,3 +35,26 @@ def poisson_lower_bound(k: np.ndarray, mu: np.ndarray) -> np.ndarray:
         klog = np.where(k > 0, k * np.log(np.where(k > 0, k, 1) / np.where(mu > 0, mu, 1)), 0.0)
         bound = np.exp(-mu + k - klog)
     return np.where((k < mu) & (mu > 0), bound, 1.0)
+
+
+def binomial_lower_tail(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Exact P(X ≤ k), X ~ Binomial(n, p), elementwise.
+
+    Sums the probabilities in log space (pmf(j + 1) = pmf(j)·(n − j)/(j + 1)·p/(1 − p)), one unit at a
+    time: meant for the few units a rule has already singled out, where the Chernoff bound's slack
+    (a factor of about √(2π·n·p·(1 − p))) would decide.
+    """
+    k, n, p = (np.atleast_1d(np.asarray(x, dtype=float)) for x in np.broadcast_arrays(k, n, p))
+    out = np.ones(len(k))
+    for i, (ki, ni, pi) in enumerate(zip(k, n, p, strict=True)):
+        if ni <= 0 or ki >= ni or pi <= 0:
+            continue
+        if pi >= 1:
+            out[i] = 0.0
+            continue
+        j = np.arange(int(ki))
+        steps = np.log(ni - j) - np.log(j + 1) + np.log(pi / (1 - pi))
+        log_pmf = ni * np.log1p(-pi) + np.concatenate([[0.0], np.cumsum(steps)])
+        top = log_pmf.max()
+        out[i] = min(1.0, float(np.exp(top) * np.exp(log_pmf - top).sum()))
+    return out

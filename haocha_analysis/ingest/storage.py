@@ -400,6 +400,44 @@ def load_window(
         ) from err
 
 
+# The timestamp that places a row in a period (the metrics' rule: cases by finish, evaluations when made).
+PERIOD_COLUMN = {"cases": "finished_at", "evaluations": "evaluated_at"}
+
+
+def load_history(
+    data_dir: Path,
+    periods: list[Period],
+    columns: dict[str, list[str]] | None = None,
+    tables: tuple[str, ...] = ("cases", "evaluations"),
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Earlier periods' rows, each period holding only its own: {label: {table: frame}}.
+
+    Works on any canonical folder: partitioned Parquet reads the partitions overlapping each period;
+    flat ``cases.parquet``/``.csv`` files are read once and split by period (cases by ``finished_at``,
+    evaluations by ``evaluated_at``). A period without any row is left out, so an empty result means
+    the folder holds no earlier data. Values are checked as they are read (:func:`check_values`).
+
+    Args:
+        data_dir: canonical tables (partitioned by period, flat Parquet or CSV).
+        periods: the periods wanted (typically the ones before the period analysed).
+        columns: per table, the columns to read (the period column is always read).
+        tables: which tables (each must have a period column).
+    """
+    columns = {t: list(dict.fromkeys([*(columns or {}).get(t, DTYPES[t]), PERIOD_COLUMN[t]])) for t in tables}
+    flat = not partitions(Path(data_dir), tables[0])
+    whole = load_tables(Path(data_dir), None, tables, columns, check=False) if flat else None
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for period in periods:
+        loaded = whole or load_tables(Path(data_dir), period, tables, columns, check=False)
+        own = {
+            t: frame[period.contains(frame[PERIOD_COLUMN[t]]).to_numpy()].reset_index(drop=True)
+            for t, frame in loaded.items()
+        }
+        if any(len(frame) for frame in own.values()):
+            out[period.label] = own
+    return out
+
+
 def validate_or_explain(frame: pd.DataFrame, table: str, source: Path) -> None:
     """Validate with the pandera model; a failure becomes a HaochaInputError naming checks and rows.
 

@@ -352,6 +352,7 @@ def compute(
         if cov.partial:
             log.warning("警告：%s", cov.sentence().removeprefix("需要说明的是，"))
         history = anomalies.load_history(data_dir, period)  # earlier quarters stored beside it, if any
+        log.info("异常发现：%s", anomalies.history_note(period, history))
     with recorder.stage("quality"):
         settings = settings or RunSettings()
         report = quality.run_quality(ref, data, period, settings.quality)

@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import pandas as pd
 
-from haocha_analysis.core import config
 from haocha_analysis.core.arrays import isin
 from haocha_analysis.core.linkage import Linkage, link
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
+from haocha_analysis.core.rules import made_before_case
+from haocha_analysis.core.rules import timeliness_status as timeliness_status  # the one 5-minute rule
 from haocha_analysis.core.schemas import LEVEL_LABELS, REQUIRED
 from haocha_analysis.quality.settings import (
-    INVERTED,
-    LATE,
     NO_SYSTEM,
     TIMELY,
-    UNKNOWN,
     UNLINKED_SYSTEM,
     QualitySettings,
 )
 
 # --- record-level checks -----------------------------------------------------------------------
-
-
-def timeliness_status(
-    event_at: pd.Series,
-    reported_at: pd.Series,
-    limit: timedelta = config.REPORT_DELAY_LIMIT,
-    skew_tolerance: timedelta = timedelta(0),
-) -> pd.Series:
-    """及时性 of each record under the 5-minute rule.
-
-    Args:
-        event_at: when the event happened (``finished_at`` for cases, ``evaluated_at`` for evaluations).
-        reported_at: when the record reached the 好差评 system.
-        limit: the largest delay that passes (``delay <= limit``: exactly 5:00 passes, 5:01 fails).
-        skew_tolerance: a report earlier than the event by more than this is a time inversion.
-
-    Returns:
-        int8 codes: ``TIMELY`` (0), ``LATE`` (1), ``UNKNOWN`` (2: a timestamp is missing, never a
-        pass), ``INVERTED`` (3: reported before the event).
-    """
-    delay = reported_at - event_at
-    status = np.full(len(delay), TIMELY, dtype="int8")
-    status[(delay > pd.Timedelta(limit)).to_numpy(dtype=bool, na_value=False)] = LATE
-    status[(delay < -pd.Timedelta(skew_tolerance)).to_numpy(dtype=bool, na_value=False)] = INVERTED
-    status[delay.isna().to_numpy()] = UNKNOWN
-    return pd.Series(status, index=event_at.index, name="timeliness")
 
 
 def _blank(series: pd.Series) -> pd.Series:
@@ -257,10 +227,7 @@ def check_evaluations(
     if finished is None:
         before = np.zeros(len(frame), dtype=bool)
     else:
-        limit = frame["evaluated_at"].to_numpy(dtype="datetime64[us]") + np.timedelta64(
-            int(settings.sequence_tolerance.total_seconds() * 1_000_000), "us"
-        )
-        before = limit < finished  # NaT compares False
+        before = made_before_case(frame["evaluated_at"], finished, settings.timing)
     out["fail_sequence"] = before & linked
     out["fail_orphan"] = has_case_id & ~linked
     out["fail_matter"] = False

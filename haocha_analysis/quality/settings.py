@@ -7,8 +7,12 @@ from datetime import timedelta
 
 import pandas as pd
 
-from haocha_analysis.core import config
 from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.rules import DEFAULT_TIMING, RecordTiming
+from haocha_analysis.core.rules import INVERTED as INVERTED  # timeliness codes, re-exported
+from haocha_analysis.core.rules import LATE as LATE
+from haocha_analysis.core.rules import TIMELY as TIMELY
+from haocha_analysis.core.rules import UNKNOWN as UNKNOWN
 from haocha_analysis.core.text import format_ratio
 
 # --- settings ----------------------------------------------------------------------------------
@@ -30,13 +34,10 @@ class QualitySettings:
     """Thresholds and choices of the quality checks, each with the rule it comes from.
 
     Attributes:
-        report_delay_limit: 及时性. The provincial 5-minute rule (省级“5分钟”数据质检规则): a record
-            passes when it reached the 好差评 system at most this long after its event (case
-            finished / evaluation made). Exactly the limit passes; one second more fails.
-        clock_skew_tolerance: 及时性. A report earlier than its event by more than this is a time
-            inversion (时间倒置) and fails timeliness: the event time or the report time is wrong.
-        sequence_tolerance: 时序. An evaluation made more than this before its case finished fails
-            (data contract §5 "evaluations before their case finished"; 评价应在办结后).
+        timing: the clock rules shared with the anomaly detectors (:class:`core.rules.RecordTiming`):
+            the 5-minute rule (及时性: a record reported more than ``report_delay_limit`` after its
+            event fails) and the one clock-skew tolerance (a report earlier than its event, or an
+            evaluation made before its case finished, by more than it fails: 时间倒置 / 时序).
         blocking_checks: checks a submitted record must pass to count as 质检通过. Default: required
             fields, duplicates, the 5-minute rule and the evaluation/case order. Remove
             ``"timeliness"`` to treat late records as stored-but-late (the rule then only reports).
@@ -49,9 +50,7 @@ class QualitySettings:
         max_issue_rows: cap on the record-level problem list written out (the counts are never capped).
     """
 
-    report_delay_limit: timedelta = config.REPORT_DELAY_LIMIT
-    clock_skew_tolerance: timedelta = timedelta(0)
-    sequence_tolerance: timedelta = timedelta(0)
+    timing: RecordTiming = DEFAULT_TIMING
     blocking_checks: tuple[str, ...] = BLOCKING_CHECKS
     linkage_checks: tuple[str, ...] = LINKAGE_CHECKS
     worst_units_top: int = 10
@@ -66,12 +65,21 @@ class QualitySettings:
                 f"未知的质检项：{'、'.join(unknown)}",
                 fix=f"可选：{'、'.join(ALL_CHECKS)}",
             )
-        if self.report_delay_limit < timedelta(0):
-            raise HaochaInputError("及时性时限不能为负", fix="report_delay_limit 取非负时长，如 5 分钟")
+
+    @property
+    def report_delay_limit(self) -> timedelta:
+        """及时性: the 5-minute rule's limit (``timing.report_delay_limit``)."""
+        return self.timing.report_delay_limit
+
+    @property
+    def clock_skew_tolerance(self) -> timedelta:
+        """时间倒置 and 时序: the one clock-skew tolerance (``timing.clock_skew_tolerance``)."""
+        return self.timing.clock_skew_tolerance
 
     def as_dict(self) -> dict:
-        """JSON-friendly view (durations in seconds)."""
+        """JSON-friendly view (durations in seconds; the timing rules flattened)."""
         out = asdict(self)
+        out.update(out.pop("timing"))
         for key, value in out.items():
             if isinstance(value, timedelta):
                 out[key] = value.total_seconds()
@@ -115,8 +123,7 @@ NO_SYSTEM = "（未标明来源系统）"
 UNLINKED_SYSTEM = "（未关联办件的评价）"
 UNKNOWN_UNIT = "（参考数据中无此单位）"
 
-# Timeliness status codes (int8 in the record frames).
-TIMELY, LATE, UNKNOWN, INVERTED = 0, 1, 2, 3
+# Timeliness status codes (int8 in the record frames) live with the rule: core.rules (imported above).
 
 # Figures the bulletin quotes, in the order of its sentence.
 STAGES = ("produced", "submitted", "passed", "stored")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from haocha_analysis.analysis.anomalies.settings import Settings
+from haocha_analysis.analysis.anomalies.settings import KINDS, Settings
 from haocha_analysis.core import atomic
 from haocha_analysis.core.config import DEFAULT_SCENARIO, REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
 from haocha_analysis.core.errors import HaochaInputError
@@ -236,6 +236,10 @@ def generate(
     """
     started = time.perf_counter()
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
+    if scen.get("model") == "realistic":
+        from haocha_analysis.synth.realistic import generate_realistic
+
+        return generate_realistic(ref, period, scale, seed, scen)
     plan = build_plan(ref, period, scale, seed, scen)
     rec_rng = _rng(seed, ref.key, period.label, "records")
     catalogue = catalogue_arrays(ref, plan["unit_id"].tolist())
@@ -259,6 +263,9 @@ def generate(
             getattr(inj, kind)(anomalies[kind])
     if anomalies.get("missing_reported_at"):
         missing = inj.missing_reported_at(anomalies["missing_reported_at"])
+    for kind in ("late_reporting", "agent"):  # after the others: their picks stay as they were
+        if anomalies.get(kind):
+            getattr(inj, kind)(anomalies[kind])
     valid_share = float(base.get("valid_bad_share", 0.0))
     valid_rng = _rng(seed, ref.key, period.label, "verdicts")
     rec.bad_valid = (rec.evals["sat"] <= 2) & (valid_rng.random(len(rec.evals["sat"])) < valid_share)
@@ -326,22 +333,11 @@ def build_truth(
     ref, period, scale, seed, scen, plan, rec, injected: list[Injected], tables, order, missing
 ) -> dict:
     """truth.json: the anomalies (unit, kind, record ids) and exact record-level counts."""
-    case_ids = tables["cases"]["case_id"].to_numpy()
+    unit_ids = plan["unit_id"].to_numpy()
+    entries = build_truth_entries(plan, injected, tables, order)
     eval_ids = tables["evaluations"]["eval_id"].to_numpy()
     eval_pos = np.empty(len(order["eval_order"]), dtype=np.int64)
     eval_pos[order["eval_order"]] = np.arange(len(eval_pos))
-    unit_ids = plan["unit_id"].to_numpy()
-    entries = []
-    for a in injected:
-        ids = (
-            case_ids[order["case_pos"][a.case_rows]]
-            if a.table == "cases"
-            else eval_ids[eval_pos[a.eval_rows]]
-        )
-        entries.append(
-            _entry(a.kind, unit_ids[a.unit], a.table, sorted(ids.tolist()), a.count, a.detail, a.source)
-        )
-
     volume = plan["cases"] + plan["unlinked"]
     level_table = np.where(plan["kind"].isin([KIND_CITY, KIND_CITY_PUBLIC]), "cases", "evaluations")
     for i in np.flatnonzero((volume == 0).to_numpy() & plan["had_history"].to_numpy()):
@@ -426,20 +422,7 @@ def build_truth(
                 },
             )
         )
-    order_kinds = [
-        "zero_data",
-        "low_volume",
-        "low_onsite",
-        "low_active",
-        "backfill",
-        "late_aggregation",
-        "duplicates",
-        "staff_reentry",
-        "eval_before_case",
-        "too_perfect",
-        "high_invalid_bad",
-    ]
-    entries.sort(key=lambda a: (order_kinds.index(a["kind"]), a["unit_id"]))
+    entries.sort(key=lambda a: (list(KINDS).index(a["kind"]), a["unit_id"]))
     counts = record_level_counts(rec)
     counts["missing_reported_at"].update(missing)
     return {
@@ -455,6 +438,29 @@ def build_truth(
         "unscored": unscored,
         "record_level": counts,
     }
+
+
+def build_truth_entries(
+    plan: pd.DataFrame, injected: list[Injected], tables: dict, order: dict
+) -> list[dict]:
+    """Truth entries of injected anomalies, their row indices mapped to the written ids."""
+    case_ids = tables["cases"]["case_id"].to_numpy()
+    eval_ids = tables["evaluations"]["eval_id"].to_numpy()
+    eval_pos = np.empty(len(order["eval_order"]), dtype=np.int64)
+    eval_pos[order["eval_order"]] = np.arange(len(eval_pos))
+    unit_ids = plan["unit_id"].to_numpy()
+    entries = []
+    for a in injected:
+        ids = (
+            case_ids[order["case_pos"][a.case_rows]]
+            if a.table == "cases"
+            else eval_ids[eval_pos[a.eval_rows]]
+        )
+        entries.append(
+            _entry(a.kind, unit_ids[a.unit], a.table, sorted(ids.tolist()), a.count, a.detail, a.source)
+        )
+    entries.sort(key=lambda a: (list(KINDS).index(a["kind"]), a["unit_id"]))
+    return entries
 
 
 def low_active_truth(plan: pd.DataFrame) -> list[tuple[int, bool]]:
@@ -546,6 +552,11 @@ def iter_history(
 ) -> Iterator[tuple[str, dict[str, pd.DataFrame]]]:
     """Earlier periods one at a time (oldest first), so that only one is in memory."""
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
+    if scen.get("model") == "realistic":
+        from haocha_analysis.synth.realistic import iter_history_realistic
+
+        yield from iter_history_realistic(ref, period, quarters, scale, seed, scen)
+        return
     plan = build_plan(ref, period, scale, seed, scen)
     population = population_size(plan)
     catalogue = catalogue_arrays(ref, plan["unit_id"].tolist())
@@ -625,7 +636,7 @@ def _stamp(city: str, period: str, scale: float, seed: int, scenario: str, histo
     for f in files:
         if Path(f).exists():
             digest.update(Path(f).read_bytes())
-    for module in ("generate", "plan", "records", "inject", "matters", "bad_reviews"):
+    for module in ("generate", "plan", "records", "inject", "matters", "bad_reviews", "realistic"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     return {
         "generator": GENERATOR_VERSION,

@@ -36,7 +36,11 @@ MIN_RECORDS = {
     "late_aggregation": 20,  # late_min_cases 10 (late cases)
     "low_onsite": 60,  # min_first_evaluations 30 (the unit's on-site evaluations before)
     "missing_reported_at": 10,  # a record-level count, not a unit anomaly: enough to see
+    "late_reporting": 20,  # late_min_cases 10 (late evaluations)
+    "agent": 40,  # agent_min_cases 20 (cases evaluated by the agent's key)
 }
+# Person indices of invented agents (代办人): beyond the population and the staff's own keys.
+AGENT_PERSON_BASE = 20_000_000
 
 
 @dataclass
@@ -332,6 +336,61 @@ class Injector:
                     count=size,
                     detail={"earliest_seconds_before": int(early.max()) if size else 0},
                 )
+            )
+
+    def late_reporting(self, spec: dict) -> None:
+        """Evaluation devices that sync once a day: a share of a unit's evaluations reported hours late.
+
+        The chosen evaluations (citizens' first evaluations of cases) reach the system at the evening
+        sync (22:00–23:00) of the day they were made, or the next morning's (08:00–08:30) when made later.
+        """
+        share = float(spec.get("share", 0.4))
+        c, e = self.rec.cases, self.rec.evals
+        active = self._first("active") == 1
+        counts = np.bincount(c["unit"][active & ~self.used], minlength=len(self.plan))
+        floor = max(2 * MIN_RECORDS["late_reporting"] / share, 300 * self.scale)
+        cand = np.flatnonzero(np.isin(self.kinds, HALL_KINDS) & (counts >= floor))
+        for u in self._pick_units(spec, cand):
+            rows = self._unit_cases(u, active)
+            rows = rows[self.rng.random(len(rows)) < share]
+            rows = rows[e["evaluated"][rows] < self.cal.end_s - DAY]
+            made = e["evaluated"][rows]
+            evening = made // DAY * DAY + 22 * 3600 + self.rng.integers(0, 3600, len(rows))
+            morning = made // DAY * DAY + DAY + 8 * 3600 + self.rng.integers(0, 1800, len(rows))
+            e["reported"][rows] = np.where(made < evening - 600, evening, morning)
+            self.used[rows] = True
+            delay_h = (e["reported"][rows] - made) / 3600
+            self.out.append(
+                Injected(
+                    "late_reporting",
+                    u,
+                    "evaluations",
+                    eval_rows=rows,
+                    count=len(rows),
+                    detail={"share": share, "median_delay_hours": round(float(np.median(delay_h)), 1)},
+                )
+            )
+
+    def agent(self, spec: dict) -> None:
+        """代办人: one agent's key on many of a unit's cases over the period, at whatever window."""
+        c = self.rec.cases
+        active = self._first("active") == 1
+        active_n = np.bincount(c["unit"][active], minlength=len(self.plan))
+        floor = max(2 * MIN_RECORDS["agent"], 600 * self.scale)
+        cand = np.flatnonzero(
+            np.isin(self.kinds, HALL_KINDS) & (active_n >= floor) & (self.rec.op_count >= 3)
+        )
+        for u in self._pick_units(spec, cand):
+            rows = self._unit_cases(u, active)
+            size = min(_size(spec.get("count", [40, 60]), 1.0, self.rng, MIN_RECORDS["agent"]), len(rows))
+            rows = np.sort(self.rng.choice(rows, size, replace=False))
+            person = AGENT_PERSON_BASE + u
+            self.rec.evals["person"][rows] = person
+            c["person"][rows] = person
+            self.used[rows] = True
+            ops = len(np.unique(self.rec.evals["operator"][rows]))
+            self.out.append(
+                Injected("agent", u, "evaluations", eval_rows=rows, count=size, detail={"operators": ops})
             )
 
     def missing_reported_at(self, spec: dict) -> dict:

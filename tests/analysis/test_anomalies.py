@@ -425,16 +425,38 @@ def test_staff_reentry_boundary(ref, data):
     assert findings["measure"].iloc[0] == 20 and "李四" in findings["description"].iloc[0]
 
 
-def test_eval_before_case_tolerance(ref, data):
+def test_eval_before_case_tolerance_is_the_one_shared_with_quality(ref, data):
+    from haocha_analysis import quality
+    from haocha_analysis.core.rules import RecordTiming
+    from haocha_analysis.quality.settings import QualitySettings
+
     ev = data["evaluations"].copy()
     fin = data["cases"].set_index("case_id")["finished_at"]
     i1 = ev.index[ev["unit_id"].eq("t-d1-t1")][:3]
     i2 = ev.index[ev["unit_id"].eq("t-d1-t2")][:3]
+    i3 = ev.index[ev["unit_id"].eq("t-d1-t3")][:3]
     ev.loc[i1, "evaluated_at"] = ev.loc[i1, "case_id"].map(fin) - timedelta(minutes=1, seconds=1)
-    ev.loc[i2, "evaluated_at"] = ev.loc[i2, "case_id"].map(fin) - timedelta(minutes=1)  # within tolerance
+    ev.loc[i2, "evaluated_at"] = ev.loc[i2, "case_id"].map(fin) - timedelta(seconds=40)  # a clock skew
+    ev.loc[i3, "evaluated_at"] = ev.loc[i3, "case_id"].map(fin)  # at the finish: in order
     data["evaluations"] = coerce(ev, "evaluations")
-    findings = detect(ref, data, Q2, kinds=["eval_before_case"])
+    # Default: no skew allowed, as quality: both units are reported, the 40 s one as a clock to fix.
+    findings = detect(ref, data, Q2, kinds=["eval_before_case"]).set_index("unit_id")
+    assert sorted(findings.index) == ["t-d1-t1", "t-d1-t2"]
+    assert "时钟" in findings.loc["t-d1-t2", "description"]
+    assert findings.loc["t-d1-t2", "severity"] < findings.loc["t-d1-t1", "severity"]
+    records = quality.check_evaluations(data["evaluations"], data["cases"], Q2)
+    assert sorted(records.loc[records["fail_sequence"], "unit_id"].astype(str).unique()) == [
+        "t-d1-t1",
+        "t-d1-t2",
+    ]
+    # One tolerance for both: 60 s of skew allowed silences the 40 s unit in quality and anomalies.
+    timing = RecordTiming(clock_skew_tolerance=timedelta(minutes=1))
+    findings = detect(ref, data, Q2, kinds=["eval_before_case"], settings=Settings(timing=timing))
     assert findings["unit_id"].tolist() == ["t-d1-t1"]
+    records = quality.check_evaluations(
+        data["evaluations"], data["cases"], Q2, QualitySettings(timing=timing)
+    )
+    assert records.loc[records["fail_sequence"], "unit_id"].astype(str).unique().tolist() == ["t-d1-t1"]
 
 
 # --- too perfect and invalid bad reviews --------------------------------------------------------
@@ -504,13 +526,16 @@ def test_high_invalid_bad_baseline_not_one_units_own():
     data["rectifications"] = coerce(
         pd.DataFrame({"eval_id": ev.loc[bad, "eval_id"], "verdict": "invalid"}), "rectifications"
     )
-    # Towns pool 70 of 12000 (0.58%, ×3 = 1.75%); the city 150 of 16000 (0.94%, ×3 = 2.81%).
+    # Towns pool 70 of 12000 (0.58%, ×3 = 1.75%); the city 150 of 16000 (0.94%, ×3 = 2.81%): t4 (3%)
+    # stands out; without t4's own excess the city's rate is 120 of 15000 (0.8%, ×3 = 2.4%): t5 (2%) not.
     findings = detect(ref, data, Q2, kinds=["high_invalid_bad"])
     assert findings["unit_id"].tolist() == ["t-d1-t4"]
-    assert findings["expected"].iloc[0] == pytest.approx(150 / 16000)
-    loose = Settings(invalid_peer_max_unit_share=1.0)  # the level's own pooled rate
+    assert findings["expected"].iloc[0] == pytest.approx(120 / 15000)
+    # Without the guard the towns' own pooled rate (mostly t1's 0) is the baseline: once t4 and t5 are
+    # set aside, 10 of the other 9000 evaluations (0.11%) make even t2 and t3 (1%) look high.
+    loose = Settings(invalid_peer_max_unit_share=1.0)
     findings = detect(ref, data, Q2, kinds=["high_invalid_bad"], settings=loose)
-    assert sorted(findings["unit_id"]) == ["t-d1-t4", "t-d1-t5"]
+    assert sorted(findings["unit_id"]) == ["t-d1-t2", "t-d1-t3", "t-d1-t4", "t-d1-t5"]
 
 
 # --- whole table, outputs, paragraph, evaluation ------------------------------------------------

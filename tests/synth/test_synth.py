@@ -351,12 +351,16 @@ def test_injections_keep_a_floor_in_records_at_a_tiny_scale(small):
         "staff_reentry": MIN_RECORDS["staff_reentry"],
         "late_aggregation": MIN_RECORDS["late_aggregation"],
         "backfill": MIN_RECORDS["backfill_burst"],
+        "late_reporting": MIN_RECORDS["late_reporting"],
+        "agent": MIN_RECORDS["agent"],
     }
     settings = Settings()
     assert floors["duplicates"] >= 2 * settings.duplicates_min
     assert floors["eval_before_case"] >= 2 * settings.before_case_min
-    assert floors["staff_reentry"] >= 2 * settings.reentry_min_cases
+    assert floors["staff_reentry"] >= 2 * settings.reentry_min_cases_one_operator
     assert floors["late_aggregation"] >= 2 * settings.late_min_cases
+    assert floors["late_reporting"] >= 2 * settings.late_min_cases
+    assert floors["agent"] >= 2 * settings.agent_min_cases
     assert MIN_RECORDS["backfill_burst"] >= 2 * settings.burst_min_size_after_hours
     seen = set()
     for a in small.truth["anomalies"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ import pandas as pd
 from haocha_analysis.analysis.anomalies.settings import DETECT_COLUMNS, HISTORY_COLUMNS, Settings
 from haocha_analysis.core import config
 from haocha_analysis.core.arrays import isin
+from haocha_analysis.core.calendar import workday_calendar
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import link
 from haocha_analysis.core.periods import Period, parse_period
@@ -63,7 +64,21 @@ class Context:
     evals_in: pd.DataFrame  # made in the period
     first_in: pd.DataFrame  # attempt-1 evaluations made in the period
     stats: pd.DataFrame  # per unit counts
-    history: dict[str, pd.DataFrame]  # label -> per unit (n_first, days)
+    history: dict[str, pd.DataFrame]  # label -> per unit counts of an earlier period (history_counts)
+    history_note: str = ""  # what the unit's own history is (or that there is none), in Chinese
+    cache: dict = field(default_factory=dict, repr=False)  # intermediate frames shared by detectors
+
+    @property
+    def previous_label(self) -> str:
+        """Label of the period just before this one (the one a confirmed level shift shows in)."""
+        previous = self.period.shifted("previous")
+        return previous.label if previous else ""
+
+    @property
+    def year_label(self) -> str:
+        """Label of the same period a year earlier (season), when it is a history period."""
+        year = self.period.shifted("year")
+        return year.label if year and year.label in self.history else ""
 
 
 def _peer_groups(units: pd.DataFrame, min_units: int) -> pd.Series:
@@ -158,18 +173,25 @@ def prepare(
         finished = np.where(
             linked, cases["finished_at"].to_numpy("datetime64[us]")[safe], np.datetime64("NaT")
         )
+        case_reported = np.where(
+            linked, cases["reported_at"].to_numpy("datetime64[us]")[safe], np.datetime64("NaT")
+        )
     else:
         unit_codes = evaluations["unit_id"].cat.codes.to_numpy()
         finished = np.full(len(evaluations), np.datetime64("NaT"), dtype="datetime64[us]")
+        case_reported = finished
     evaluations["unit_id"] = pd.Categorical.from_codes(unit_codes, dtype=unit_dtype)
     evaluations["case_finished"] = finished.astype("datetime64[us]")
+    evaluations["case_reported"] = case_reported.astype("datetime64[us]")
     has_first = np.zeros(len(cases), dtype=bool)
     has_first[pos[links.linked_first]] = True
     cases["has_first"] = has_first
     cases = cases[~links.repeated_case]
 
-    cases_in = cases[period.contains(cases["finished_at"])]
-    evals_in = evaluations[period.contains(evaluations["evaluated_at"])].copy()
+    in_period = period.contains(cases["finished_at"]).to_numpy()
+    cases_in = cases if in_period.all() else cases[in_period]
+    in_period = period.contains(evaluations["evaluated_at"]).to_numpy()
+    evals_in = evaluations if in_period.all() else evaluations[in_period].copy()  # no copy when all in it
     invalid_ids = rect.loc[rect["verdict"] == "invalid", "eval_id"]
     bad = evals_in["satisfaction"].isin(config.BAD_SATISFACTION)
     evals_in["bad"] = bad
@@ -183,6 +205,8 @@ def prepare(
     stats["n_cases"] = _count(cases_in["unit_id"], idx)
     stats["n_evals"] = _count(evals_in["unit_id"], idx)
     stats["n_first"] = _count(first_in["unit_id"], idx)
+    # First evaluations naming a case (评价率's numerator; walk-in evaluations with no case left out).
+    stats["n_named_first"] = _count(first_in.loc[(first_in["cid"] >= 0).to_numpy(), "unit_id"], idx)
     stats["n_cases_evaluated"] = _count(cases_in.loc[cases_in["has_first"], "unit_id"], idx)
     # Shares are taken over first evaluations of cases (the annex 1/2 definition of 主动评价率); the
     # on-site share over those the citizen made (a system default has no channel anyone chose).
@@ -201,25 +225,82 @@ def prepare(
     stats["n_bad"] = _count(evals_in.loc[evals_in["bad"], "unit_id"], idx)
     stats["n_invalid_bad"] = _count(evals_in.loc[evals_in["invalid_bad"], "unit_id"], idx)
 
-    hist: dict[str, pd.DataFrame] = {}
-    for label, tables in (history or {}).items():
-        try:
-            hp = parse_period(label)
-        except HaochaInputError:
-            continue
-        if hp.start >= period.start:
-            continue  # only earlier periods are history
-        he = _ensure(tables.get("evaluations"), "evaluations", HISTORY_COLUMNS["evaluations"])
-        hc = _ensure(tables.get("cases"), "cases", HISTORY_COLUMNS["cases"])
-        he = he[hp.contains(he["evaluated_at"])]
-        hc = hc[hp.contains(hc["finished_at"])]
-        h = pd.DataFrame(index=idx)
-        h["n_first"] = _count(he.loc[he["attempt"] == 1, "unit_id"], idx)
-        h["n_records"] = (
-            h["n_first"] + _count(hc["unit_id"], idx) + _count(he.loc[he["attempt"] != 1, "unit_id"], idx)
-        )
-        h["days"] = hp.days
-        hist[label] = h
+    stats["workdays"] = working_days(period)
+    hist = {
+        label: history_counts(tables, hp, idx)
+        for label, tables in (history or {}).items()
+        if (hp := _earlier(label, period)) is not None
+    }
     return Context(
-        ref, period, settings, units, cases, evaluations, cases_in, evals_in, first_in, stats, hist
+        ref,
+        period,
+        settings,
+        units,
+        cases,
+        evaluations,
+        cases_in,
+        evals_in,
+        first_in,
+        stats,
+        hist,
+        history_note(period, hist),
     )
+
+
+def working_days(period: Period) -> int:
+    """Official working days in a period (chinese-calendar: holidays out, 调休 days in)."""
+    return int(workday_calendar(period.start, period.end).sum())
+
+
+def _earlier(label: str, period: Period) -> Period | None:
+    """The history period of a label, or None when it is not a parseable period before ``period``."""
+    try:
+        p = parse_period(label)
+    except HaochaInputError:
+        return None
+    return p if p.end < period.start else None
+
+
+def history_counts(tables: dict[str, pd.DataFrame], period: Period, index: pd.Index) -> pd.DataFrame:
+    """Per-unit counts of an earlier period, from its own rows (no linkage: counts only).
+
+    Columns: n_cases (cases finished in it), n_first (attempt-1 evaluations made in it), n_named (those
+    naming a case: evaluations per case), n_citizen_named
+    and n_onsite_named (attempt-1 evaluations naming a case, not system defaults, and those made on
+    site: the on-site share's history), n_records (every row), n_events (cases and attempt-1
+    evaluations naming no case), days, workdays.
+    """
+    ev = _ensure(tables.get("evaluations"), "evaluations", HISTORY_COLUMNS["evaluations"])
+    cs = _ensure(tables.get("cases"), "cases", HISTORY_COLUMNS["cases"])
+    ev = ev[period.contains(ev["evaluated_at"]).to_numpy()]
+    cs = cs[period.contains(cs["finished_at"]).to_numpy()]
+    unit = ev["unit_id"]
+    first = (ev["attempt"] == 1).to_numpy()
+    named = first & ev["case_id"].notna().to_numpy()  # blank ids are read as missing
+    citizen = named & (ev["channel"] != "system_default").to_numpy()
+    onsite = citizen & isin(ev["channel"], ONSITE_CHANNELS)
+    h = pd.DataFrame(index=index)
+    h["n_cases"] = _count(cs["unit_id"], index)
+    h["n_first"] = _count(unit[first], index)
+    h["n_named"] = _count(unit[named], index)
+    h["n_citizen_named"] = _count(unit[citizen], index)
+    h["n_onsite_named"] = _count(unit[onsite], index)
+    h["n_records"] = h["n_cases"] + _count(unit, index)
+    # Independent events: cases and evaluations naming no case (walk-ins); the zero-data expectation.
+    h["n_events"] = h["n_cases"] + h["n_first"] - h["n_named"]
+    h["days"] = period.days
+    h["workdays"] = working_days(period)
+    return h
+
+
+def history_note(period: Period, history: dict[str, pd.DataFrame]) -> str:
+    """One sentence on the history the findings were compared with (or that there was none)."""
+    if not history:
+        return (
+            "无历史数据：数据中没有早于本期的记录，各单位只与同类单位比较，"
+            "无法发现与本单位以往相比的变化（零数据、评价量、现场评价）"
+        )
+    labels = sorted(history, key=lambda label: parse_period(label).start)
+    year = period.shifted("year")
+    season = "，含去年同期" if year and year.label in history else "，不含去年同期（无法按季节比较）"
+    return f"历史数据：{'、'.join(labels)} 共 {len(labels)} 期{season}"

@@ -65,7 +65,7 @@ def detect_context(ctx: Context, kinds: list[str] | None = None) -> pd.DataFrame
     parts = [DETECTORS[k](ctx) for k in (kinds or DETECTORS)]
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame(
+        empty = pd.DataFrame(
             {
                 c: pd.Series(
                     dtype="float64" if c in ("measure", "threshold", "expected", "severity") else "object"
@@ -73,6 +73,8 @@ def detect_context(ctx: Context, kinds: list[str] | None = None) -> pd.DataFrame
                 for c in FINDING_COLUMNS
             }
         )
+        empty.attrs["history_note"] = ctx.history_note
+        return empty
     findings = pd.concat(parts, ignore_index=True)
     # Severity across kinds: each detector's strength (0–1) times the weight of its kind.
     findings["severity"] = (findings["severity"] * findings["kind"].map(KIND_WEIGHTS).fillna(1.0)).round(3)
@@ -87,7 +89,9 @@ def detect_context(ctx: Context, kinds: list[str] | None = None) -> pd.DataFrame
     findings = findings.drop(columns=["_k", "_o", "_l"]).reset_index(drop=True)
     assert findings["severity"].between(0, 1).all(), "severity must lie in [0, 1]"
     assert not findings.duplicated(["unit_id", "kind"]).any(), "one finding per unit and kind"
-    return findings[FINDING_COLUMNS]
+    findings = findings[FINDING_COLUMNS]
+    findings.attrs["history_note"] = ctx.history_note  # travels with the table to its outputs
+    return findings
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -121,16 +125,38 @@ def findings_sheet(table: pd.DataFrame) -> SheetSpec:
     )
 
 
+def notes_table(findings: pd.DataFrame) -> pd.DataFrame:
+    """What the findings were compared with (the XLSX's 说明 sheet): history, baselines, severity."""
+    return pd.DataFrame(
+        {
+            "项目": ["历史数据", "比较基线", "严重程度"],
+            "说明": [
+                findings.attrs.get("history_note", "") or "未记录",
+                "每条发现的“比较基线”列写明它与什么比较：有本单位历史时与本单位以往比较"
+                "（上一期已确认的水平变化视为新常态，评价量还比较去年同期），并列出同类单位的水平；"
+                "没有历史时只与同类单位比较",
+                "0–1，类型权重 × 检测器自身强度（docs/anomalies.md）",
+            ],
+        }
+    )
+
+
 def write_outputs(findings: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write ``anomalies.csv`` (UTF-8 with BOM) and ``anomalies.xlsx`` atomically; return the paths."""
+    """Write ``anomalies.csv`` (UTF-8 with BOM) and ``anomalies.xlsx`` atomically; return the paths.
+
+    The XLSX has a second sheet, 说明, saying which history the findings were compared with (or that
+    there was none).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = findings_for_people(findings)
+    notes_sheet = SheetSpec(name="说明", frame=notes_table(findings), title="异常发现的比较基线与严重程度")
+
     staged: list[tuple[str, Path]] = []
     try:  # both files are written before either replaces the previous set
         for name, writer in (
             ("anomalies.csv", lambda p: neutralise_frame(table).to_csv(p, index=False, encoding="utf-8-sig")),
-            ("anomalies.xlsx", lambda p: write_workbook(p, [findings_sheet(table)])),
+            ("anomalies.xlsx", lambda p: write_workbook(p, [findings_sheet(table), notes_sheet])),
         ):
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=out_dir)
             os.close(fd)

@@ -9,11 +9,13 @@ from haocha_analysis.core.reference import CityReference
 
 # --- the bulletin's problems paragraph ---------------------------------------------------------
 
-# Order and wording follow the reference bulletin's problems paragraph.
+# Order and wording follow the reference bulletin's problems paragraph. Agents (代办, kind "agent") are
+# lawful and listed in the findings for verification only: not a problem the bulletin names.
 PARAGRAPH_PHRASES: dict[str, str] = {
     "low_volume": "评价数据量过低",
     "zero_data": "本期无任何办件和评价数据（零数据）",
     "late_aggregation": "办件归集不及时",
+    "late_reporting": "评价数据上报不及时（评价设备未实时上传）",
     "low_onsite": "“现场评价”量较少",
     "low_active": "主动评价率偏低、多为系统默认评价",
     "backfill": "办件归集、评价过程存在事后补录现象",
@@ -49,6 +51,8 @@ def problems_paragraph(
     """
     period = parse_period(period) if isinstance(period, str) else period
     lead = f"通过对{_period_short(period)}评价数据综合分析，"
+    if findings is not None and len(findings):
+        findings = findings[findings["kind"].isin(list(PARAGRAPH_PHRASES))]
     if findings is None or findings.empty:
         return lead + "未发现评价数据量过低、归集不及时、事后补录等明显异常。"
     clauses = []
@@ -65,6 +69,7 @@ def problems_paragraph(
         count_note = {
             "backfill": f"，涉及可疑评价{records}条",
             "late_aggregation": f"，超时归集办件{records}件",
+            "late_reporting": f"，超时上报评价{records}条",
             "duplicates": f"，重复评价{records}条",
             "staff_reentry": f"，涉及评价{records}条",
             "eval_before_case": f"，共{records}条",

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from haocha_analysis.analysis.anomalies.features import Context, prepare
+from haocha_analysis.analysis.anomalies.features import Context, history_note, prepare
 from haocha_analysis.analysis.anomalies.findings import detect_context
 from haocha_analysis.analysis.anomalies.settings import DETECT_COLUMNS, HISTORY_COLUMNS, Settings
 from haocha_analysis.core import config
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, parse_period, resolve_period
+from haocha_analysis.core.periods import Period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
-from haocha_analysis.ingest.storage import available_periods, load_tables, load_window
+from haocha_analysis.ingest.storage import load_history as load_stored_history
+from haocha_analysis.ingest.storage import load_window
+
+log = logging.getLogger("haocha.anomalies")
 
 # --- loading and the command line --------------------------------------------------------------
 
@@ -24,23 +28,33 @@ def load_period(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     return load_window(Path(data_dir), period, columns=DETECT_COLUMNS)
 
 
+def history_periods(period: Period, max_periods: int = 4) -> list[Period]:
+    """The periods a unit's own history is read from, oldest first.
+
+    The ``max_periods`` before ``period``, and the same period a year earlier (season) even when it
+    lies further back.
+    """
+    out: list[Period] = []
+    p = period
+    for _ in range(max(int(max_periods), 0)):
+        p = p.shifted("previous")
+        out.insert(0, p)
+    year = period.shifted("year")
+    if max_periods and year is not None and year.label not in {q.label for q in out}:
+        out.insert(0, year)
+    return out
+
+
 def load_history(data_dir: Path, period: Period, max_periods: int = 4) -> dict[str, dict[str, pd.DataFrame]]:
-    """Earlier periods stored in a data folder (storage.available_periods), the latest ``max_periods``."""
-    earlier = []
-    for label in available_periods(Path(data_dir)):
-        try:
-            p = parse_period(label)
-        except HaochaInputError:
-            continue
-        if p.end < period.start:
-            earlier.append(p)
-    earlier = sorted(earlier, key=lambda p: p.start)[-max_periods:]
-    return {
-        p.label: load_tables(
-            Path(data_dir), p, tables=("cases", "evaluations"), columns=HISTORY_COLUMNS, check=False
-        )
-        for p in earlier
-    }
+    """Earlier periods found in a data folder, partitioned or flat, CSV or Parquet (storage.load_history).
+
+    Only periods with rows come back; an empty result means the folder holds nothing earlier, which
+    the findings, the notebook and the command line then say (features.history_note).
+    """
+    periods = history_periods(period, max_periods)
+    history = load_stored_history(Path(data_dir), periods, columns=HISTORY_COLUMNS)
+    log.info("%s", history_note(period, history))
+    return history
 
 
 def default_data_dir(city: str | Path, data_dir: str | Path = "") -> Path:
