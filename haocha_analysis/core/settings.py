@@ -2,8 +2,9 @@
 
 The file has one section per settings object, each a mapping of field name to value::
 
-    quality:            # quality.settings.QualitySettings
+    timing:             # core.rules.RecordTiming: one clock for quality and the detectors
       report_delay_limit: 10分钟     # a duration: 300s, 5min, 10分钟, 00:05:00
+    quality:            # quality.settings.QualitySettings
       worst_units_top: 20
     anomalies:          # analysis.anomalies.settings.Settings
       alpha: 0.001
@@ -28,7 +29,7 @@ import yaml
 from haocha_analysis.core.errors import HaochaInputError
 
 SETTINGS_FILE = "settings.yml"
-SECTIONS = ("quality", "anomalies")
+SECTIONS = ("timing", "quality", "anomalies")
 T = TypeVar("T")
 _CN_UNITS = {"秒": "s", "分钟": "min", "分": "min", "小时": "h", "天": "D", "日": "D"}
 
@@ -97,6 +98,14 @@ def _duration(value: Any) -> timedelta:
 
 def _convert(value: Any, default: Any) -> Any:
     """``value`` as the type of ``default``; ValueError/TypeError when it cannot be."""
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        if isinstance(value, type(default)):
+            return value
+        if not isinstance(value, dict):
+            raise TypeError("应为“名称: 取值”的映射")
+        return dataclasses.replace(
+            default, **{k: _convert(v, getattr(default, k)) for k, v in value.items() if _known(default, k)}
+        )
     if isinstance(default, timedelta):
         return _duration(value)
     if isinstance(default, bool):
@@ -118,6 +127,12 @@ def _convert(value: Any, default: Any) -> Any:
     if isinstance(default, str):
         return str(value)
     return value
+
+
+def _known(default: Any, key: str) -> bool:
+    if key not in {f.name for f in dataclasses.fields(default)}:
+        raise ValueError(f"没有名为“{key}”的项")
+    return True
 
 
 def apply(cls: type[T], overrides: dict[str, Any], *, file: Path | None, section: str) -> T:
@@ -151,12 +166,12 @@ def apply(cls: type[T], overrides: dict[str, Any], *, file: Path | None, section
         ) from None
 
 
-def as_plain(settings: Any) -> dict[str, Any]:
-    """A settings object as JSON-friendly values (for manifest.json)."""
-    out = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        out[f.name] = (
-            str(value) if isinstance(value, timedelta) else list(value) if isinstance(value, tuple) else value
-        )
-    return out
+def as_plain(settings: Any) -> Any:
+    """A settings object (nested ones too) as JSON-friendly values (for manifest.json)."""
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return {f.name: as_plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)}
+    if isinstance(settings, timedelta):
+        return str(settings)
+    if isinstance(settings, tuple | list):
+        return [as_plain(v) for v in settings]
+    return settings

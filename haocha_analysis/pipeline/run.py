@@ -57,6 +57,7 @@ from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.core.rules import RecordTiming
 from haocha_analysis.core.settings import apply as apply_settings
 from haocha_analysis.core.settings import as_plain as settings_as_plain
 from haocha_analysis.core.settings import load_settings, settings_path
@@ -124,15 +125,21 @@ class RunSettings:
 
     @classmethod
     def for_city(cls, ref: CityReference, settings_file: str | Path | None = None) -> RunSettings:
-        """The city's settings.yml (or the file given) applied to the defaults, validated."""
+        """The city's settings.yml (or the file given) applied to the defaults, validated.
+
+        The ``timing`` section (the 5-minute rule, the one clock-skew tolerance) is given to quality
+        and to the detectors alike: one clock for both.
+        """
         path = settings_path(ref.path, settings_file)
         sections = load_settings(path)
+        timing = apply_settings(RecordTiming, sections["timing"], file=path, section="timing")
+        shared = {"timing": timing} if sections["timing"] else {}
         return cls(
             quality=apply_settings(
-                quality.QualitySettings, sections["quality"], file=path, section="quality"
+                quality.QualitySettings, {**shared, **sections["quality"]}, file=path, section="quality"
             ),
             anomalies=apply_settings(
-                anomalies.Settings, sections["anomalies"], file=path, section="anomalies"
+                anomalies.Settings, {**shared, **sections["anomalies"]}, file=path, section="anomalies"
             ),
             file=path,
         )
@@ -141,6 +148,7 @@ class RunSettings:
         """For manifest.json."""
         return {
             "file": str(self.file) if self.file else None,
+            "timing": settings_as_plain(self.quality.timing),
             "quality": settings_as_plain(self.quality),
             "anomalies": settings_as_plain(self.anomalies),
         }
@@ -356,6 +364,7 @@ def compute(
     with recorder.stage("quality"):
         settings = settings or RunSettings()
         report = quality.run_quality(ref, data, period, settings.quality)
+        report.figures["data_coverage"] = cov.as_dict()  # as haocha quality writes it
         if out_dir is not None:
             outputs.mark(Path(out_dir) / QUALITY_SUBDIR, "quality")
             quality.write_outputs(report, Path(out_dir) / QUALITY_SUBDIR)

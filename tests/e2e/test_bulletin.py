@@ -399,7 +399,9 @@ def test_compare_settings_issue_date_and_doc_number(qinghe, tmp_path):
     earlier["rectifications"]["eval_id"] = "Q1" + earlier["rectifications"]["eval_id"]
     write_tables(earlier, data_dir, "2023Q1")
     settings = tmp_path / "settings.yml"
-    settings.write_text("quality:\n  report_delay_limit: 1分钟\n  worst_units_top: 3\n", encoding="utf-8")
+    settings.write_text(
+        "timing:\n  report_delay_limit: 1分钟\nquality:\n  worst_units_top: 3\n", encoding="utf-8"
+    )
     out = tmp_path / "out"
     args = ["bulletin", "--city", str(qinghe.path), "--period", "2023Q2", "--data", str(data_dir)]
     run = CliRunner().invoke(
@@ -419,13 +421,14 @@ def test_compare_settings_issue_date_and_doc_number(qinghe, tmp_path):
     assert "青审批字〔2023〕12号" in html
     assert "2023年7月11日" in html  # 2023-07-04 plus 5 working days (city default lag)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["settings"]["quality"]["report_delay_limit"] == "0:01:00"
+    assert manifest["settings"]["timing"]["report_delay_limit"] == "0:01:00"
+    assert manifest["settings"]["anomalies"]["timing"]["report_delay_limit"] == "0:01:00"  # one clock
     assert manifest["settings"]["file"] == str(settings)
     figures = json.loads((out / "quality" / "quality_figures.json").read_text(encoding="utf-8"))
     assert figures["late_reports"]["cases"] > 0  # cases are reported 2 minutes after: late at 1 minute
 
     bad = tmp_path / "bad.yml"
-    bad.write_text("quality:\n  report_delay_limt: 60\n", encoding="utf-8")
+    bad.write_text("timing:\n  report_delay_limt: 60\n", encoding="utf-8")
     run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o2"), "--settings", str(bad)])
     assert run.exit_code == 2 and "report_delay_limit" in run.output and not (tmp_path / "o2").exists()
     run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o3"), "--issued-on", "2023-13-01"])
