@@ -21,7 +21,7 @@ linkage rule"), decided once for every edge case:
   by quality when it names a case id.
 * **Before its case**: an evaluation made before its linked case finished stays linked and may be
   the first evaluation; quality and the detectors judge it with one tolerance
-  (``core.config.SEQUENCE_TOLERANCE``).
+  (``core.rules.RecordTiming.clock_skew_tolerance``).
 * **Unknown unit**: linkage does not look at units; the tables refuse a unit missing from the
   reference (it has no annex row), quality and the detectors report it.
 """

@@ -172,6 +172,31 @@ class CityReference:
         names = self.units["unit_name"].tolist()
         return difflib.get_close_matches(normalize_name(name), names, n=n, cutoff=0.3)
 
+    def find_unit(self, text: str) -> str:
+        """A unit_id from a unit code or any known spelling of its name; unknown text names the nearest.
+
+        Raises:
+            HaochaInputError: no unit has this code or name (the nearest names are suggested).
+        """
+        text = str(text).strip()
+        if text in set(self.units["unit_id"]):
+            return text
+        found = self.name_index().get(normalize_name(text))
+        if found is None:  # a unique unit whose name contains the text (e.g. 张店区人社 → 张店区人社局)
+            folded = normalize_name(text)
+            hits = self.units.loc[
+                self.units["unit_name"].map(normalize_name).str.contains(folded, regex=False)
+            ]
+            found = str(hits["unit_id"].iloc[0]) if len(hits) == 1 and folded else None
+        if found is None:
+            near = self.suggest(text)
+            raise HaochaInputError(
+                f"参考数据中没有单位“{text}”",
+                file=str(self.path / "units.csv"),
+                fix=("是否想找：" + "、".join(near)) if near else "填写 units.csv 中的单位编码或单位名称",
+            )
+        return found
+
 
 UNITS_REQUIRED = ("unit_id", "unit_name", "level", "public_service", "order")
 UNITS_OPTIONAL = ("district", "category", "aliases")

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from haocha_analysis.core import atomic, outputs
@@ -147,7 +148,9 @@ def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions
     if key not in frame or n_partitions < 2:
         frame.attrs["repeated_keys"] = 0
         return
-    repeated = int(frame[key].duplicated().sum())
+    # Arrow's hash count (one pass, no per-row mask): how many rows repeat an earlier key.
+    keys = pa.array(frame[key], from_pandas=True)
+    repeated = len(keys) - keys.null_count - pc.count_distinct(keys).as_py()
     frame.attrs["repeated_keys"] = repeated
     if repeated:
         log.warning(

@@ -6,6 +6,7 @@ moved away a quarter ago, a 代办 agent, a one-day outage, a tiny perfect unit,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +48,11 @@ def workdays(period) -> pd.DatetimeIndex:
     return cal.index[cal.to_numpy()]
 
 
+def key(text: str) -> str:
+    """An evaluator key as ingest writes it (a hash: canonical data never hold raw ids)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def quarter(label: str, units: dict[str, dict] | list[str], n: int = 100) -> dict[str, pd.DataFrame]:
     """Cases and their first evaluations of one quarter, per unit.
 
@@ -72,7 +78,8 @@ def quarter(label: str, units: dict[str, dict] | list[str], n: int = 100) -> dic
                 at = finished + lag
                 evals.append(
                     (f"{label}-{unit}-e{j}", cid, unit, "hall_tablet" if j < onsite else "qr_code", 5, at,
-                     at + pd.Timedelta(seconds=30), 1, True, f"{unit}-k{j}-{label}", f"{unit}-op{j % ops}")
+                     at + pd.Timedelta(seconds=30), 1, True, key(f"{unit}-k{j}-{label}"),
+                     f"{unit}-op{j % ops}")
                 )  # fmt: skip
     c = pd.DataFrame(cases, columns=["case_id", "unit_id", "finished_at", "reported_at"])
     e = pd.DataFrame(
@@ -228,7 +235,7 @@ def test_agent_is_its_own_low_severity_kind_not_reentry(ref):
     now = quarter("2023Q2", TOWNS)
     ev = now["evaluations"]
     agent = ev.index[ev["unit_id"].eq("t-d1-t1")][:25]
-    now["evaluations"] = edit(ev, agent, "evaluator_key", "agent-key")
+    now["evaluations"] = edit(ev, agent, "evaluator_key", key("agent-key"))
     findings = detect(ref, now, Q2)
     assert set(zip(findings["kind"], findings["unit_id"], strict=True)) == {("agent", "t-d1-t1")}
     row = findings.iloc[0]
@@ -480,7 +487,7 @@ def test_no_history_is_said_plainly(tmp_path, ref, caplog):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "历史期 0 个" in result.output and "无历史数据" in result.output
-    notes = pd.read_excel(out / "anomalies.xlsx", sheet_name="说明")
+    notes = pd.read_excel(out / "anomalies.xlsx", sheet_name="说明", header=1)  # under the title row
     assert notes.loc[notes["项目"] == "历史数据", "说明"].iloc[0].startswith("无历史数据")
     table = pd.read_csv(out / "anomalies.csv", encoding="utf-8-sig")
     assert "比较基线" in table.columns and table["比较基线"].notna().all()
@@ -498,7 +505,7 @@ def test_history_periods_include_the_same_quarter_a_year_earlier():
 def test_every_finding_states_its_baseline(ref):
     now = quarter("2023Q2", TOWNS[:-1])
     ev = now["evaluations"]
-    now["evaluations"] = edit(ev, ev.index[ev["unit_id"].eq("t-d1-t1")][:25], "evaluator_key", "agent")
+    now["evaluations"] = edit(ev, ev.index[ev["unit_id"].eq("t-d1-t1")][:25], "evaluator_key", key("agent"))
     findings = detect(ref, now, Q2, history=history(TOWNS))
     assert set(findings["kind"]) == {"zero_data", "agent"}
     assert (findings["baseline"].str.len() > 5).all()

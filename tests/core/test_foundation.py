@@ -291,3 +291,12 @@ def test_overlapping_partitions_are_refused(tmp_path):
     assert "period=2023Q2" in err.value.message() and "make clean-data" in err.value.message()
     # A period that touches only one of them reads it.
     assert len(load_tables(tmp_path, parse_period("2023-04"), tables=("cases",))["cases"]) == 1
+
+
+def test_a_unit_by_code_or_any_spelling_of_its_name(qinghe):
+    assert qinghe.find_unit("qh-c1") == "qh-c1"
+    assert qinghe.find_unit("青禾市人力资源和社会保障局") == "qh-c1"  # an alias
+    assert qinghe.find_unit("东湖区人社") == "qh-d1-k1"  # a unique part of a name
+    with pytest.raises(HaochaInputError, match="没有单位") as err:
+        qinghe.find_unit("东湖区人设局")
+    assert "东湖区人社局" in err.value.message()  # the nearest name is suggested

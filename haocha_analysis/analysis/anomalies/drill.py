@@ -88,10 +88,13 @@ def plot_findings_overview(findings: pd.DataFrame) -> Figure:
     return fig
 
 
-def pick_unit(findings: pd.DataFrame, unit_id: str = "") -> str:
-    """The unit to drill into: the one asked for, else the unit of the most severe finding."""
+def pick_unit(findings: pd.DataFrame, unit_id: str = "", ref: CityReference | None = None) -> str:
+    """The unit to drill into: the one asked for, else the unit of the most severe finding.
+
+    The unit asked for may be a code, or (when ``ref`` is given) any spelling of its name.
+    """
     if unit_id:
-        return unit_id
+        return ref.find_unit(unit_id) if ref is not None else unit_id
     if findings.empty:
         raise HaochaInputError(
             "本期没有异常发现，无法自动选择下钻单位", fix="在 parameters 单元格中填写 unit_id"
