@@ -40,6 +40,8 @@ from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.ingest import storage
+from haocha_analysis.pipeline.notebook import _notebook_failure, execute_notebook
+from haocha_analysis.pipeline.stages import BulletinFailed, compute, resolve_data_dir
 
 UNIT_NOTEBOOK = NOTEBOOKS_DIR / "unit_report.ipynb"
 UNITS_SUBDIR = "units"
@@ -119,8 +121,6 @@ def load_unit_context(
         with open(inputs_file, "rb") as fh:
             inputs = pickle.load(fh)
     else:
-        from haocha_analysis.pipeline.run import compute, resolve_data_dir
-
         per = parse_period(period)
         path = resolve_data_dir(ref, per, data_dir)
         inputs = unit_inputs(city, per, compute(ref, per, path), path)
@@ -154,8 +154,6 @@ def select_units(ref: CityReference, level: str | None, unit_ids: list[str] | No
 
 def _one_unit(job: dict) -> dict:
     """Execute the notebook for one unit, render HTML and PDF into the staging folder."""
-    from haocha_analysis.pipeline.run import execute_notebook
-
     t0 = time.perf_counter()
     staging = Path(job["staging"])
     unit_id = job["unit_id"]
@@ -254,8 +252,6 @@ def write_unit_reports(
                         other.cancel()
                     name = names[unit_id]
                     if type(err).__name__ == "PapermillExecutionError":
-                        from haocha_analysis.pipeline.run import BulletinFailed, _notebook_failure
-
                         raise BulletinFailed(f"单位报告（{name}）：{_notebook_failure(err)}") from err
                     raise
                 done[unit_id] = outcome["seconds"]
@@ -307,7 +303,6 @@ def cli_entry(
     """What ``haocha unit-reports`` does: compute once, run every unit, rebuild the reports index."""
     from haocha_analysis.bulletin import index
     from haocha_analysis.ingest.storage import extraction_date
-    from haocha_analysis.pipeline.run import compute, resolve_data_dir
 
     interactive = sys.stderr.isatty()
     ref = load_city(city)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from haocha_analysis.pipeline.run import KERNEL_NOISE, _stderr_to
+from haocha_analysis.pipeline.notebook import KERNEL_NOISE, _stderr_to
 
 
 def test_kernel_noise_is_dropped_and_the_rest_kept(tmp_path):

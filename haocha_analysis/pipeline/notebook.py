@@ -1,0 +1,129 @@
+"""Executing a notebook with papermill: typed parameters, the project kernel, the kernel's noise filtered."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from haocha_analysis.core.config import (
+    KERNEL_NAME,
+    NOTEBOOKS_DIR,
+    PROJ_ROOT,
+)
+
+log = logging.getLogger("haocha.pipeline")
+
+NOTEBOOK = NOTEBOOKS_DIR / "bulletin.ipynb"
+
+
+# Kernel connection files live in the staging folder (removed with it), one per executed notebook:
+# unit reports run several kernels at once in one staging folder.
+KERNEL_CONNECTION_GLOB = ".kernel-*.json"
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _notebook_failure(err: Exception) -> str:
+    """The failing cell's error, as the user reads it."""
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = _strip_ansi(str(getattr(err, "evalue", err)))
+    count = getattr(err, "exec_count", None)
+    tb = [_strip_ansi(line) for line in (getattr(err, "traceback", None) or [])]
+    tail = "\n".join(line for line in "\n".join(tb).splitlines()[-12:] if line.strip())
+    where = f"第 {count} 个执行单元" if count else "某个单元"
+    return f"通报 notebook 在{where}出错：{ename}: {evalue}\n{tail}".rstrip()
+
+
+# Notices Jupyter prints on every kernel start or stop that say nothing about the run: dropped.
+KERNEL_NOISE = (
+    "Kernel is running over TCP without encryption",
+    "KeyboardInterrupt caught in kernel",
+    "Use IPC transport or launch with kernel manager-provisioned CurveZMQ keys",
+)
+
+
+@contextmanager
+def _stderr_to(path: Path | None) -> Iterator[None]:
+    """Capture file descriptor 2 (inherited by the kernel process), drop Jupyter's noise, keep the rest.
+
+    What remains goes to ``path`` (the run log of an unattended run) or back to stderr (a terminal).
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(n in line for n in KERNEL_NOISE))
+            if path is not None:  # the log exists even when everything was noise
+                with open(path, "a", encoding="utf-8") as log_file:
+                    log_file.write(kept)
+            elif kept:
+                sys.stderr.write(kept)
+
+
+def execute_notebook(
+    output: Path,
+    parameters: dict[str, Any],
+    interactive: bool,
+    log_file: Path | None = None,
+    *,
+    notebook_path: Path | None = None,
+) -> None:
+    """Execute a notebook with papermill: typed parameters, the project kernel, explicit cwd.
+
+    The kernel's connection file goes beside ``output`` (the run's staging folder), not into the system
+    temporary folder, so that a killed run's file goes with its staging folder.
+
+    Args:
+        output: the executed notebook to write.
+        parameters: typed values for the ``parameters`` cell (never ``-p`` strings).
+        interactive: show papermill's progress bar (a terminal).
+        log_file: when not interactive, where the kernel's own stderr goes.
+        notebook_path: the notebook to run (default: the bulletin's).
+    """
+    import papermill as pm
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.connection_file = str(Path(output).parent / f".kernel-{Path(output).stem}.json")
+
+    with _stderr_to(None if interactive else log_file):
+        pm.execute_notebook(
+            str(notebook_path or NOTEBOOK),
+            str(output),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            cwd=str(PROJ_ROOT),
+            progress_bar=interactive,
+            log_output=False,
+            config=config,
+        )
+
+
+def _cell_durations(notebook: Path) -> list[dict]:
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    out = []
+    for i, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if cell.cell_type == "code" and meta.get("duration") is not None:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            out.append({"cell": i, "seconds": round(float(meta["duration"]), 3), "source": first[:80]})
+    return out
