@@ -903,6 +903,19 @@ def load_period_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     return load_window(Path(data_dir), period, columns=columns)
 
 
+def load_comparison_data(data_dir: Path, period: Period) -> dict[str, dict[str, pd.DataFrame]]:
+    """The data of the periods 环比 and 同比 compare with (previous, a year earlier), those that exist.
+
+    Keyed by period label, as :func:`build_tables` takes them in ``history``.
+    """
+    out = {}
+    for kind in COMPARISONS:
+        shifted = period.shifted(kind)
+        if shifted is not None and _has_records(base := load_period_data(data_dir, shifted), shifted):
+            out[shifted.label] = base
+    return out
+
+
 __all__ = [
     "ANNEXES",
     "TablesResult",
@@ -917,6 +930,7 @@ __all__ = [
     "format_change",
     "format_rate",
     "headline_figures",
+    "load_comparison_data",
     "load_period_data",
     "percent_half_up",
     "reconcile",

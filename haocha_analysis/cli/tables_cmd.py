@@ -41,7 +41,7 @@ def tables_command(
 ) -> None:
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
-    from haocha_analysis.analysis.annexes import COMPARISONS, build_tables, load_period_data
+    from haocha_analysis.analysis.annexes import build_tables, load_comparison_data, load_period_data
     from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
@@ -67,13 +67,7 @@ def tables_command(
         else:
             data = load_period_data(local, p)
             check_coverage(data, p, local)
-            history = None
-            if compare:
-                history = {}
-                for kind in COMPARISONS:
-                    shifted = p.shifted(kind)
-                    if shifted is not None:
-                        history[shifted.label] = load_period_data(local, shifted)
+            history = load_comparison_data(local, p) if compare else None
             result = build_tables(
                 ref,
                 data,

@@ -210,11 +210,7 @@ def compute(
             quality.write_outputs(report, Path(out_dir) / QUALITY_SUBDIR)
     with recorder.stage("tables"):
         extraction = date.fromisoformat(extracted_on) if extracted_on else None
-        bases = {}
-        for kind in tables.COMPARISONS if compare else ():
-            shifted = period.shifted(kind)
-            if shifted is not None and not coverage(base := load_data(data_dir, shifted), shifted).empty:
-                bases[shifted.label] = base
+        bases = tables.load_comparison_data(data_dir, period) if compare else {}
         result = tables.build_tables(
             ref, data, period, extracted_on=extraction, compare=compare, history=bases
         )
