@@ -409,6 +409,7 @@ def headline_figures(
     return {
         "city": ref.city_name,
         "period": period.label,
+        "period_label": period.title_cn(),
         "period_start": period.start.isoformat(),
         "period_end": period.end.isoformat(),
         "extracted_on": extracted_on.isoformat(),

@@ -19,7 +19,7 @@ from haocha_analysis.analysis.rectification import (
     TOTAL,
     Ledger,
 )
-from haocha_analysis.core import atomic
+from haocha_analysis.core import atomic, display
 from haocha_analysis.core.calendar import working_days_between
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.schemas import SATISFACTION_LABELS
@@ -336,6 +336,7 @@ def plot_ageing(ledger: Ledger):  # -> matplotlib Figure (imported lazily)
     for stage in table.columns:
         ax.bar(table.index, table[stage], bottom=bottom, label=stage)
         bottom = bottom + table[stage]
+    display.count_axis(ax)
     limit = ledger.limits.rectify_days
     at = next((i + 0.5 for i, (low, high, _) in enumerate(AGE_BINS) if high == limit), None)
     if at is not None:

@@ -24,9 +24,9 @@ import pandas as pd
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from haocha_analysis.bulletin.render import BulletinContext, annex_numbers
+from haocha_analysis.core import display
 from haocha_analysis.core.fonts import INSTALL_HINT, use_cjk_font
 from haocha_analysis.core.schemas import CHANNELS, LEVEL_LABELS
 
@@ -78,10 +78,6 @@ def setup() -> str:
     return family
 
 
-def _thousands(value: float, _pos: int) -> str:
-    return f"{value:,.0f}"
-
-
 def evaluations_by_district(
     districts: Sequence[str], evaluations: Sequence[float], active: Sequence[float]
 ) -> Figure:
@@ -103,7 +99,7 @@ def evaluations_by_district(
     for bar, name, value in zip(bars, districts, evaluations, strict=True):
         add_tip(bar, f"{name}：评价数 {value:,.0f} 件")
     ax.set_xticks(x, list(districts), rotation=0 if len(districts) <= 12 else 45)
-    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    display.count_axis(ax)
     ax.set_ylabel("评价数（件）")
     ax2 = ax.twinx()
     (line,) = ax2.plot(
@@ -112,8 +108,7 @@ def evaluations_by_district(
     for i, (name, value) in enumerate(zip(districts, share, strict=True)):
         if np.isfinite(value):
             add_tip(line, f"{name}：主动评价占比 {value:.2%}", point=i)
-    ax2.set_ylim(0, 1.05)
-    ax2.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    display.share_axis(ax2, headroom=0.05)
     ax2.set_ylabel("主动评价占比")
     ax2.spines["right"].set_visible(True)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
@@ -167,8 +162,7 @@ def channel_mix(counts: pd.DataFrame, units: pd.DataFrame) -> Figure:
                 ax.text(lft + v / 2, yi, f"{v:.0%}", ha="center", va="center", fontsize=7.5, color="#000")
         left += values
     ax.set_yticks(y, [f"{LEVEL_LABELS[lv]}\n（{int(totals[lv]):,}件）" for lv in order])
-    ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    display.share_axis(ax, axis="x", headroom=0)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=5, frameon=False)
     return fig
 
@@ -195,7 +189,7 @@ def composition_by_district(
             add_tip(bar, f"{name} · {label}：{value:,.0f} 件")
         bottom += values
     ax.set_xticks(x, list(districts), rotation=0 if len(districts) <= 12 else 45)
-    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    display.count_axis(ax)
     ax.set_ylabel(title_unit)
     fig.legend(loc="outside upper center", frameon=False, ncols=len(parts))
     ax.set_ylim(0, max(float(bottom.max()) if len(bottom) else 1.0, 1.0) * 1.05)

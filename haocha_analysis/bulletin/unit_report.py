@@ -14,6 +14,7 @@ town and village of the district); a department's covers the department itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -29,8 +30,9 @@ from haocha_analysis.analysis.annexes import (
 )
 from haocha_analysis.bulletin import charts
 from haocha_analysis.bulletin.render import StageResults, annex_table_html
+from haocha_analysis.core import display
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period
+from haocha_analysis.core.periods import Period, period_label
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.schemas import LEVEL_LABELS
 from haocha_analysis.core.text import NOT_APPLICABLE, format_ratio
@@ -131,7 +133,21 @@ def _rank(values: pd.Series, position: int) -> str:
 
 
 def _count_text(value: Any) -> str:
-    return NOT_APPLICABLE if value is None or pd.isna(value) else str(round(float(value)))
+    return display.format_count(value)
+
+
+def _separated(table: pd.DataFrame) -> pd.DataFrame:
+    """A text table (annex style) with its counts written with thousands separators (core/display)."""
+    counts = [c for c in table.columns if c not in ("序号", "单位编码") and not str(c).endswith("编码")]
+    return table.assign(
+        **{
+            str(c): table[c].map(lambda v: display.format_count(int(v)) if _WHOLE.fullmatch(str(v)) else v)
+            for c in counts
+        }
+    )
+
+
+_WHOLE = re.compile(r"\d{4,}")
 
 
 def _figures(peers: pd.DataFrame, position: int, headline: dict) -> pd.DataFrame:
@@ -230,8 +246,8 @@ def build_unit_context(ref: CityReference, inputs: UnitReportInputs, unit_id: st
     labels = list(inputs.history_counts)[-(TREND_PERIODS - 1) :]
     for label in labels:
         past = peer_table(ref, inputs.history_counts[label], level)
-        trend_rows.append(past[past["unit_id"] == unit_id].assign(统计期=label))
-    trend_rows.append(peers[peers["unit_id"] == unit_id].assign(统计期=inputs.period.label))
+        trend_rows.append(past[past["unit_id"] == unit_id].assign(统计期=period_label(label)))
+    trend_rows.append(peers[peers["unit_id"] == unit_id].assign(统计期=inputs.period.title_cn()))
     trend = pd.concat(trend_rows, ignore_index=True)[["统计期", *FIGURE_COLUMNS]]
     scope = _scope(ref, unit)
     findings = _findings(results.findings, scope)
@@ -282,7 +298,7 @@ def header_html(uctx: UnitContext) -> str:
 
 def figures_html(uctx: UnitContext) -> str:
     """The unit's figures beside its level's average and the city's, with its rank in the level."""
-    table = annex_table_html(uctx.figures, "unit_figures", "", "", "")
+    table = annex_table_html(_separated(uctx.figures), "unit_figures", "", "", "")
     note = "同级平均：计数为同级单位的平均数，比率为同级单位合计计算；排名按数值从高到低。"
     return _section("一、主要指标与同级排名", table + f'<p class="annex-note">{escape(note)}</p>')
 
@@ -294,7 +310,7 @@ def trend_html(uctx: UnitContext) -> str:
     fig.set_size_inches(charts.CHART_WIDTH_IN, TREND_CHART_HEIGHT_IN)
     chart = charts.figure_html(fig, f"{uctx.unit_name}近{len(trend)}个统计期评价数与主动评价占比")
     shown = to_display(trend.assign(序号=range(1, len(trend) + 1))[["序号", "统计期", *FIGURE_COLUMNS]])
-    table = annex_table_html(shown.drop(columns=["序号"]), "unit_trend", "", "", "")
+    table = annex_table_html(_separated(shown.drop(columns=["序号"])), "unit_trend", "", "", "")
     if len(trend) == 1:
         table += '<p class="annex-note">数据目录中没有此前统计期的数据，仅列本期。</p>'
     return _section("二、近期走势", chart + table)
@@ -331,7 +347,7 @@ def quality_html(uctx: UnitContext) -> str:
     """The units (of the report's scope) whose records failed data-quality checks, worst first."""
     if uctx.quality.empty:
         return _section("四、数据质量", '<p class="body-text">本期记录全部通过数据质检。</p>')
-    body = annex_table_html(uctx.quality, "unit_quality", "", "", "")
+    body = annex_table_html(_separated(uctx.quality), "unit_quality", "", "", "")
     return _section("四、数据质量：未通过质检的记录", body)
 
 
@@ -353,7 +369,7 @@ def peers_html(uctx: UnitContext) -> str:
     if len(uctx.peers) > MAX_PEER_ROWS:
         return ""
     label = LEVEL_LABELS.get(uctx.level, uctx.level)
-    html = annex_table_html(uctx.peers, "unit_peers", "", "", uctx.note)
+    html = annex_table_html(_separated(uctx.peers), "unit_peers", "", "", uctx.note)
     return _section(f"六、同级单位（{label}）一览", mark_row(html, uctx.extra["peer_position"]))
 
 

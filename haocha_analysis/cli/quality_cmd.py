@@ -31,7 +31,7 @@ def quality_command(city: str, period: str, data_dir: Path, out_dir: Path) -> No
         report = run_from_folder(city, period, data_dir, out)
     figures = report.figures
     click.echo(
-        f"{figures['city']} {figures['period']} 数据质检：生产 {figures['produced']['total']} 条，"
+        f"{figures['city']} {figures['period_label']} 数据质检：生产 {figures['produced']['total']} 条，"
         f"提交 {figures['submitted']['total']}，质检通过 {figures['passed']['total']}，"
         f"关联入库 {figures['stored']['total']}。"
     )

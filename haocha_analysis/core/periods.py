@@ -79,7 +79,13 @@ class Period:
         return out
 
     def title_cn(self) -> str:
-        """Period as a bulletin title names it: 2023年第二季度, 2023年4月, 2023年上半年…."""
+        """The one way a period is written for readers: 2023年第二季度, 2023年5月, 2023年上半年, 2023年.
+
+        A range names both years: 2023年4月1日至2023年5月31日. Every title, heading, sentence,
+        XLSX title row, chart title, CLI summary line and log line writes a period this way (through
+        :func:`period_label` where only the code travels); the code (``2023Q2``) is for folder and
+        file names and machine keys in JSON only.
+        """
         y = self.start.year
         if self.kind == "quarter":
             return f"{y}年第{CN_NUMERALS[(self.start.month - 1) // 3]}季度"
@@ -89,7 +95,8 @@ class Period:
             return f"{y}年{'上' if self.start.month == 1 else '下'}半年"
         if self.kind == "year":
             return f"{y}年"
-        return self.range_cn()
+        s, e = self.start, self.end
+        return f"{s.year}年{s.month}月{s.day}日至{e.year}年{e.month}月{e.day}日"
 
     def short_cn(self) -> str:
         """Short form used inside annex titles: 第二季度, 4月, 上半年, 年度."""
@@ -108,6 +115,11 @@ class Period:
         s, e = self.start, self.end
         end = f"{e.month}月{e.day}日" if e.year == s.year else f"{e.year}年{e.month}月{e.day}日"
         return f"{s.year}年{s.month}月{s.day}日至{end}"
+
+
+def period_label(period: Period | str) -> str:
+    """A period, or its code (``2023Q2``, ``2023-05``…), as readers see it: :meth:`Period.title_cn`."""
+    return (period if isinstance(period, Period) else parse_period(str(period))).title_cn()
 
 
 def _previous_label(p: Period) -> str:

@@ -227,7 +227,9 @@ def build_bulletin(
     recorder = Recorder(interactive=interactive, progress=progress)
     started = datetime.now()
     t_start = time.perf_counter()
-    log.info("运行 %s：城市 %s，统计期 %s，输出 %s", run_id, ref.city_name, per.label, _display_path(target))
+    log.info(
+        "运行 %s：城市 %s，统计期 %s，输出 %s", run_id, ref.city_name, per.title_cn(), _display_path(target)
+    )
     try:
         if ingest:
             with recorder.stage("ingest"):
@@ -320,6 +322,7 @@ def build_bulletin(
             "city": ref.key,
             "city_name": ref.city_name,
             "period": per.label,
+            "period_label": per.title_cn(),
             "period_range": [per.start.isoformat(), per.end.isoformat()],
             "started_at": started.isoformat(timespec="seconds"),
             "parameters": {k: v for k, v in parameters.items() if k != "results_file"},
@@ -472,7 +475,7 @@ def cli_entry(
             f"评价率 {headline['evaluation_rate']}"
         )
     print(
-        f"{manifest.get('city_name', '')} {manifest.get('period', '')} 通报已生成：{result.out_dir}"
+        f"{manifest.get('city_name', '')} {manifest.get('period_label', '')} 通报已生成：{result.out_dir}"
         f"（{manifest.get('total_seconds', 0):.1f} 秒，运行 {result.run_id}{figures}）",
         flush=True,
     )

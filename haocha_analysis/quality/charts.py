@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from haocha_analysis.core import display
+from haocha_analysis.core.periods import period_label
 from haocha_analysis.core.text import format_ratio
 from haocha_analysis.quality.report import QualityReport, _limit_cn
 from haocha_analysis.quality.settings import _ratio
@@ -31,14 +33,11 @@ def plot_timeliness_by_day(report: QualityReport, ax: Axes | None = None) -> Fig
     for table, style in (("办件", "-"), ("评价", "--")):
         rows = day[day["table"] == table]
         ax.plot(rows["day"], rows["timely_rate"] * 100, style, label=f"{table}及时率", linewidth=1.4)
-    ax.set_ylabel("及时率（%）")
-    ax.set_title(f"{report.city}{report.period} 按日上报及时率（{_limit_cn(report.figures)}规则）")
-    ax.set_ylim(
-        bottom=max(0, min(90.0, float(np.nanmin(day["timely_rate"].to_numpy(dtype=float) * 100)) - 2))
-        if len(day) and day["timely_rate"].notna().any()
-        else 0,
-        top=100.5,
-    )
+    ax.set_ylabel("及时率")
+    limit = _limit_cn(report.figures)
+    ax.set_title(f"{report.city}{period_label(report.period)} 按日上报及时率（{limit}规则）")
+    display.share_axis(ax, scale=100)
+    display.date_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     ax.figure.autofmt_xdate()
@@ -48,8 +47,8 @@ def plot_timeliness_by_day(report: QualityReport, ax: Axes | None = None) -> Fig
 def plot_linkage_by_system(report: QualityReport, ax: Axes | None = None) -> Figure:
     """Horizontal bars per source system: 质检通过率 and 关联度入库率 (all its records).
 
-    The axis starts just below the lowest rate so that differences of a fraction of a percent show;
-    each bar carries its rate as the tables print it.
+    The rate axis runs from 0 to 100 %; each bar carries its rate as the tables print it, so that
+    differences of a fraction of a percent still read.
     """
     import matplotlib.pyplot as plt
 
@@ -65,21 +64,18 @@ def plot_linkage_by_system(report: QualityReport, ax: Axes | None = None) -> Fig
         ("关联度入库率", rows["stored"], rows["passed"]),
     )
     values = [_ratio(num, den) * 100 for _, num, den in bars]
-    lowest = float(np.nanmin([v.min() for v in values])) if len(rows) else 100.0
-    floor = 0.0 if np.isnan(lowest) else max(0.0, np.floor(lowest) - 1)
     y = np.arange(len(rows))
     for k, ((label, num, den), share) in enumerate(zip(bars, values, strict=True)):
         offset = (k - 0.5) * 0.4
-        ax.barh(y + offset, (share - floor).fillna(0), left=floor, height=0.38, label=label)
+        ax.barh(y + offset, share.fillna(0), height=0.38, label=label)
         for i in range(len(rows)):
             text = format_ratio(num.iat[i], den.iat[i])
-            ax.text(floor + (share.iat[i] - floor if pd.notna(share.iat[i]) else 0) + 0.02, y[i] + offset,
-                    text, va="center", fontsize=8)  # fmt: skip
+            ax.text((share.iat[i] if pd.notna(share.iat[i]) else 0) + 0.5, y[i] + offset, text,
+                    va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, rows["system"])
     ax.invert_yaxis()
-    ax.set_xlim(floor, 100 + (100 - floor) * 0.12)
-    ax.set_xlabel("%")
-    ax.set_title(f"{report.city}{report.period} 各来源系统质检通过率与关联度入库率")
+    display.share_axis(ax, axis="x", scale=100, headroom=0.14)
+    ax.set_title(f"{report.city}{period_label(report.period)} 各来源系统质检通过率与关联度入库率")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     ax.figure.tight_layout()
     return ax.figure

@@ -298,6 +298,7 @@ def run_quality(
     figures: dict = {
         "city": ref.city_name,
         "period": period.label,
+        "period_label": period.title_cn(),
         "period_start": str(period.start),
         "period_end": str(period.end),
         "produced": {**pair("produced"), "total": int(total["produced"])},

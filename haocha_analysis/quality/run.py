@@ -92,7 +92,7 @@ def overview_markdown(report: QualityReport) -> str:
     f = report.figures
     limit = _limit_cn(f)
     lines = [
-        f"**{f['city']} {f['period']}（{f['period_start']} 至 {f['period_end']}）数据质检**",
+        f"**{f['city']} {f['period_label']}（{f['period_start']} 至 {f['period_end']}）数据质检**",
         "",
         f"- 生产：办件 {f['produced']['cases']} 件、评价 {f['produced']['evaluations']} 条；"
         f"提交 {f['submitted']['total']}，质检通过 {f['passed']['total']}，关联入库 {f['stored']['total']}。",

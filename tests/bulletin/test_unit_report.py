@@ -87,7 +87,7 @@ def test_a_district_covers_its_units_as_annex1_does(qinghe, inputs):
     assert figure(uctx, "主动评价率")["本单位"] == "60%"  # 9 of 15
     assert figure(uctx, "差评数")["本单位"] == "1" and figure(uctx, "整改满意率")["本单位"] == "/"
     # the trend: the earlier quarter's count of the same scope, then this one
-    assert uctx.trend["统计期"].tolist() == ["2023Q1", "2023Q2"]
+    assert uctx.trend["统计期"].tolist() == ["2023年第一季度", "2023年第二季度"]
     assert uctx.trend["办件数"].tolist() == [8, 20]
     # findings and quality problems of the district's own units only, most severe first
     assert uctx.findings["unit_id"].tolist() == ["qh-d1-k1", "qh-d1-t1"] and uctx.findings_total == 2
@@ -119,7 +119,7 @@ def test_a_department_covers_itself(qinghe, inputs):
 def test_no_findings_no_bad_reviews_one_period(qinghe, inputs):
     inputs.history_counts = {}
     uctx = unit_report.build_unit_context(qinghe, inputs, "qh-c1")
-    assert uctx.trend["统计期"].tolist() == ["2023Q2"]
+    assert uctx.trend["统计期"].tolist() == ["2023年第二季度"]
     assert "仅列本期" in unit_report.trend_html(uctx)
     assert "本期未发现异常" in unit_report.findings_html(uctx)
     assert "本期无差评" in unit_report.bad_reviews_html(uctx)

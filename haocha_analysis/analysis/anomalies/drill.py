@@ -12,11 +12,45 @@ from matplotlib.figure import Figure
 from haocha_analysis.analysis.anomalies.detectors import burst_runs, first_evaluation_lags
 from haocha_analysis.analysis.anomalies.features import Context, prepare
 from haocha_analysis.analysis.anomalies.settings import KINDS, Settings
+from haocha_analysis.core import display
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.fonts import use_cjk_font
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.schemas import CHANNELS, LEVEL_LABELS, ONSITE_CHANNELS
+
+# What each kind's measured value is, and so how the notebook writes it (core/display).
+MEASURE_UNITS = {
+    "zero_data": display.COUNT,
+    "low_volume": display.DECIMAL,  # evaluations per case, or per working day
+    "low_onsite": display.SHARE,
+    "low_active": display.SHARE,
+    "backfill": display.SHARE,
+    "late_aggregation": display.SHARE,
+    "late_reporting": display.SHARE,
+    "duplicates": display.COUNT,
+    "staff_reentry": display.COUNT,
+    "agent": display.COUNT,
+    "eval_before_case": display.COUNT,
+    "too_perfect": display.P_VALUE,
+    "high_invalid_bad": display.SHARE,
+}
+
+
+def measure_text(findings: pd.DataFrame, column: str = "measure") -> pd.Series:
+    """A findings column (measure, threshold, expected) written as its kind's measure reads.
+
+    Shares as percentages, probabilities as p-values, counts with separators; an expected count
+    may be fractional, so it keeps its decimals.
+    """
+    units = findings["kind"].map(MEASURE_UNITS).fillna(display.DECIMAL)
+    if column != "measure":
+        units = units.replace(display.COUNT, display.DECIMAL)
+    return pd.Series(
+        [display.format_value(v, u) for v, u in zip(findings[column], units, strict=True)],
+        index=findings.index,
+        dtype=object,
+    )
 
 
 def findings_overview(findings: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +67,10 @@ def findings_overview(findings: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranked_findings(findings: pd.DataFrame, unit_id: str = "", top: int = 50) -> pd.DataFrame:
-    """The most severe findings (all units, or one unit) with Chinese headers for display."""
+    """The most severe findings (all units, or one unit) with Chinese headers for display.
+
+    测量值 and 期望值 are text written as each kind's measure reads (:func:`measure_text`).
+    """
     rows = findings if not unit_id else findings[findings["unit_id"] == unit_id]
     rows = rows.head(top)
     show = rows[
@@ -51,6 +88,8 @@ def ranked_findings(findings: pd.DataFrame, unit_id: str = "", top: int = 50) ->
             "evidence",
         ]
     ].copy()
+    show["measure"] = measure_text(rows)
+    show["expected"] = measure_text(rows, "expected")
     show["level"] = show["level"].map(LEVEL_LABELS).fillna(show["level"])
     show.insert(0, "序号", range(1, len(show) + 1))
     return show.rename(
@@ -82,6 +121,7 @@ def plot_findings_overview(findings: pd.DataFrame) -> Figure:
     table.iloc[::-1].plot.barh(stacked=True, ax=ax, width=0.7)
     ax.set_xlabel("单位数")
     ax.set_ylabel("")
+    display.count_axis(ax, axis="x")
     ax.set_title("各类异常涉及的单位数")
     ax.legend(title="层级", fontsize=8)
     fig.tight_layout()
@@ -163,7 +203,7 @@ def unit_drilldown(
 
     runs = burst_runs(first, s, ctx.period)
     if runs.empty:
-        bursts = pd.DataFrame(columns=["批次", "开始", "结束", "条数", "工作时间外", "主要经办人"])
+        bursts = pd.DataFrame(columns=["批次", "开始", "结束", "条数", "工作时间外占比", "主要经办人"])
     else:
         runs = runs.assign(ah=runs["after_hours"])
         bursts = (
@@ -172,7 +212,7 @@ def unit_drilldown(
                 开始=("evaluated_at", "min"),
                 结束=("evaluated_at", "max"),
                 条数=("eval_id", "size"),
-                工作时间外=("ah", "mean"),
+                工作时间外占比=("ah", "mean"),
                 主要经办人=("operator", lambda x: x.mode().iloc[0] if x.notna().any() else ""),
             )
             .reset_index(drop=True)
@@ -209,6 +249,9 @@ def drilldown_figures(drill: dict) -> list[Figure]:
     ax.plot(daily["日期"], daily["办结办件数"], label="办结办件数", lw=1)
     ax.plot(daily["日期"], daily["首次评价数"], label="首次评价数", lw=1)
     ax.set_title(f"{name}：每日办件与评价量")
+    ax.set_ylabel("件数")
+    display.count_axis(ax)
+    display.date_axis(ax)
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
@@ -222,6 +265,7 @@ def drilldown_figures(drill: dict) -> list[Figure]:
     ax.axvline(5.5, color="#c0392b", ls="--", label="补充评价期限（5个工作日）")
     ax.set_xlabel("办结后第几个工作日评价")
     ax.set_ylabel("首次评价数")
+    display.count_axis(ax)
     ax.set_title(f"{name}：评价滞后分布")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -232,15 +276,18 @@ def drilldown_figures(drill: dict) -> list[Figure]:
     if len(bursts):
         ax.scatter(
             bursts["开始"],
-            bursts["开始"].dt.hour + bursts["开始"].dt.minute / 60,
+            display.hour_of_day(bursts["开始"]),
             s=bursts["条数"] * 3,
             alpha=0.6,
             color="#c0392b",
         )
-        ax.set_ylabel("开始时刻（时）")
+        ax.set_ylabel("开始时刻（时:分）")
+        display.hour_axis(ax)
+        display.date_axis(ax)
         fig.autofmt_xdate()
     else:
         ax.text(0.5, 0.5, "未发现成批录入", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
     ax.set_title(f"{name}：成批录入（点的大小为条数）")
     fig.tight_layout()
     figs.append(fig)
@@ -255,6 +302,7 @@ def drilldown_figures(drill: dict) -> list[Figure]:
         ax.invert_yaxis()
         ax.legend(fontsize=8)
     ax.set_xlabel("首次评价占比")
+    display.share_axis(ax, axis="x")
     ax.set_title(f"{name}：评价渠道构成")
     fig.tight_layout()
     figs.append(fig)

@@ -13,7 +13,7 @@ from haocha_analysis.core.arrays import isin
 from haocha_analysis.core.calendar import workday_calendar
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import link
-from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.periods import Period, parse_period, period_label
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.schemas import DTYPES, ONSITE_CHANNELS
 
@@ -303,4 +303,4 @@ def history_note(period: Period, history: dict[str, pd.DataFrame]) -> str:
     labels = sorted(history, key=lambda label: parse_period(label).start)
     year = period.shifted("year")
     season = "，含去年同期" if year and year.label in history else "，不含去年同期（无法按季节比较）"
-    return f"历史数据：{'、'.join(labels)} 共 {len(labels)} 期{season}"
+    return f"历史数据：{'、'.join(map(period_label, labels))} 共 {len(labels)} 期{season}"
