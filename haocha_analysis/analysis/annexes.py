@@ -19,7 +19,7 @@ import pandas as pd
 
 from haocha_analysis.analysis.metrics import COUNT_COLUMNS, NEEDED_COLUMNS, source_system_counts, unit_counts
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.periods import Period, period_label
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.spreadsheet import (
     CHANGE_FORMAT,
@@ -657,7 +657,7 @@ def _rate(numerator: int, denominator: int) -> float | None:
 
 def compare_headlines(current: dict, base: dict) -> dict:
     """This period's headline figures against a base period's: counts, changes, rate difference."""
-    out: dict = {"period": base["period"]}
+    out: dict = {"period": base["period"], "period_label": period_label(base["period"])}
     for key, _ in COMPARED_FIGURES:
         now, then = int(current[key]), int(base[key])
         out[key] = then
@@ -689,7 +689,7 @@ def comparison_sentence(headline: dict) -> str:
                 if points == 0
                 else f"评价率{'提高' if points > 0 else '降低'}{abs(points):g}个百分点"
             )
-        when = parse_period(c["period"]).title_cn()
+        when = period_label(c["period"])
         parts.append(f"与{COMPARISON_NAMES.get(suffix, suffix)}（{when}）相比，{'，'.join(words)}")
     return "；".join(parts) + "。" if parts else ""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from haocha_analysis.core.atomic import write_text
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.periods import parse_period, period_label
 
 INDEX_NAME = "index.html"
 MANIFEST = "manifest.json"
@@ -82,6 +82,14 @@ def _period_key(label: str) -> tuple:
     except HaochaInputError:
         return (1, label)
     return (0, p.start.isoformat(), p.end.isoformat())
+
+
+def _shown(label: str) -> str:
+    """A period folder's name as readers see it (2023年第二季度); a folder that is no period as it is."""
+    try:
+        return period_label(label)
+    except HaochaInputError:
+        return label
 
 
 def _units(folder: Path, root: Path) -> list[tuple[str, str, str]]:
@@ -184,7 +192,8 @@ def _period_html(period: PeriodEntry) -> str:
             for name, html, pdf in period.units
         )
         units = f"<details><summary>单位报告（{len(period.units)} 个）</summary><ul>{items}</ul></details>"
-    return f'<tr><th scope="row">{escape(period.label)}</th>{figures}<td class="docs">{docs}{units}</td></tr>'
+    head = f'<th scope="row">{escape(_shown(period.label))}</th>'
+    return f'<tr>{head}{figures}<td class="docs">{docs}{units}</td></tr>'
 
 
 def render_index(cities: list[CityEntry], generated: datetime | None = None) -> str:
@@ -192,7 +201,7 @@ def render_index(cities: list[CityEntry], generated: datetime | None = None) -> 
     generated = generated or datetime.now()
     parts = []
     for city in cities:
-        labels = [p.label for p in city.periods]
+        labels = [_shown(p.label) for p in city.periods]
         values = [p.headline.get("total_evaluations") for p in city.periods]
         chart = trend_svg(labels, values, f"{city.name}各统计期评价数")
         head = "".join(f"<th>{escape(label)}</th>" for _, label in HEADLINE_FIGURES)

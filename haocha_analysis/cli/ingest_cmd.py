@@ -51,7 +51,7 @@ def ingest_command(
 ) -> None:
     """导入导出文件（CSV/XLSX/Parquet），写出规范表与 ingest_log.json。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
-    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.periods import parse_period, period_label
     from haocha_analysis.core.reference import load_city
     from haocha_analysis.core.schemas import TABLES
     from haocha_analysis.ingest.build import ingest_files
@@ -75,7 +75,7 @@ def ingest_command(
     for warning in log.get("warnings", []):
         click.echo(warning, err=True)
     totals = log["totals"]
-    click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {log['period']}）")
+    click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {period_label(log['period'])}）")
     for table in TABLES:
         t = totals[table]
         click.echo(

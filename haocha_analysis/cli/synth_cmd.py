@@ -9,7 +9,7 @@ import click
 
 from haocha_analysis.cli import city_option, out_option, period_option, user_errors
 from haocha_analysis.core.config import DEFAULT_SCENARIO
-from haocha_analysis.core.periods import parse_period
+from haocha_analysis.core.periods import parse_period, period_label
 
 
 @click.command("synth")
@@ -44,14 +44,16 @@ def synth_command(city, period, scale, seed, scenario, history, as_csv, out_dir)
         write(result, out, p.label, csv=as_csv)
         gen_s = result.seconds
         lines = [
-            f"{p.label}: 办件 {len(result.tables['cases'])}，评价 {len(result.tables['evaluations'])}，"
+            f"{p.title_cn()}：办件 {len(result.tables['cases'])}，评价 {len(result.tables['evaluations'])}，"
             f"异常 {len(result.truth['anomalies'])} 项（生成 {gen_s:.1f} 秒）"
         ]
         del result
         if history:
             for label, tables in iter_history(ref, p, history, scale, seed, scenario):
                 write_history({label: tables}, out, csv=as_csv)
-                lines.append(f"{label}: 办件 {len(tables['cases'])}，评价 {len(tables['evaluations'])}")
+                lines.append(
+                    f"{period_label(label)}：办件 {len(tables['cases'])}，评价 {len(tables['evaluations'])}"
+                )
     click.echo("\n".join(lines))
     click.echo(
         f"写入 {out_dir}；总耗时 {time.perf_counter() - started:.1f} 秒，峰值内存 {peak_rss_mb():.0f} MB"

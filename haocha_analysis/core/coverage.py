@@ -14,7 +14,7 @@ import pandas as pd
 
 from haocha_analysis.core.calendar import is_workday
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period
+from haocha_analysis.core.periods import Period, period_label
 
 # Up to this many working days without any record at either end of a period still count as whole
 # (a few quiet days are normal for a small city or a short period; a whole working week is not).
@@ -109,9 +109,10 @@ def require_records(cov: Coverage, source: str | Path, available: list[str] | No
     """Refuse a period without any record (exit 2): its bulletin would be all zeros."""
     if not cov.empty:
         return
-    have = f"（数据中的统计期：{'、'.join(available)}）" if available else ""
+    have = f"（数据中的统计期：{'、'.join(map(period_label, available))}）" if available else ""
     raise HaochaInputError(
-        f"统计期 {cov.period.label}（{cov.period.start} 至 {cov.period.end}）没有任何办件或评价记录{have}",
+        f"统计期 {cov.period.title_cn()}（{cov.period.start} 至 {cov.period.end}）"
+        f"没有任何办件或评价记录{have}",
         file=str(source),
         fix="检查 --period 是否写错、--data 是否指向该统计期的数据；尚未导入时先运行 haocha ingest",
     )

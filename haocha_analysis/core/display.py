@@ -28,6 +28,7 @@ SHARE = "share"  # a fraction 0..1 → "3.86%"
 COUNT = "count"  # a whole number → "12,345"
 P_VALUE = "p"  # a probability from a test → "< 0.0001" or "0.0123"
 DECIMAL = "decimal"  # any other quantity → "1,234.57" (two decimals at most)
+SCORE = "score"  # a 0–1 score (an anomaly's severity) → "0.795": three decimals, as the XLSX shows it
 P_VALUE_FLOOR = 1e-4  # below this a p-value is written "< 0.0001": more digits tell a reader nothing
 
 # Column names that say what a float column holds (Chinese headers as the library writes them).
@@ -69,16 +70,22 @@ def format_decimal(value: float | None, digits: int = 2) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def format_score(value: float | None) -> str:
+    """A 0–1 score with three decimals: 0.795; "/" when missing."""
+    return NOT_APPLICABLE if value is None or pd.isna(value) else f"{float(value):.3f}"
+
+
 _FORMATTERS = {
     SHARE: format_share,
     COUNT: format_count,
     P_VALUE: format_p_value,
     DECIMAL: format_decimal,
+    SCORE: format_score,
 }
 
 
 def format_value(value: float | None, unit: str) -> str:
-    """``value`` written as a :data:`SHARE`, :data:`COUNT`, :data:`P_VALUE` or :data:`DECIMAL`."""
+    """``value`` written as its unit says: SHARE, COUNT, P_VALUE, DECIMAL or SCORE."""
     return _FORMATTERS[unit](value)
 
 
@@ -125,8 +132,8 @@ def show(frame: pd.DataFrame, units: dict[str, str] | None = None, index: bool =
 
     Args:
         frame: the table; its values stay as they are (numbers stay numbers).
-        units: column → :data:`SHARE` / :data:`COUNT` / :data:`P_VALUE` / :data:`DECIMAL`, for
-            columns whose header does not say it (see :func:`column_unit`).
+        units: column → :data:`SHARE` / :data:`COUNT` / :data:`P_VALUE` / :data:`DECIMAL` /
+            :data:`SCORE`, for columns whose header does not say it (see :func:`column_unit`).
         index: show the frame's index (a meaningful one, e.g. age bins); a 0..n index is hidden.
 
     Returns:

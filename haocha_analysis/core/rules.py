@@ -54,6 +54,13 @@ class RecordTiming:
         """The 5-minute rule's limit in minutes (for Chinese text)."""
         return self.report_delay_limit.total_seconds() / 60
 
+    def __str__(self) -> str:
+        """As a settings table shows it: 上报时限 5 分钟，时钟误差容忍 0 秒."""
+        return (
+            f"上报时限 {self.limit_minutes:g} 分钟，"
+            f"时钟误差容忍 {self.clock_skew_tolerance.total_seconds():g} 秒"
+        )
+
 
 DEFAULT_TIMING = RecordTiming()
 

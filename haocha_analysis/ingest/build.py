@@ -335,7 +335,7 @@ def build_tables(
     tables = _apply_period(tables, period, ledger)
     if not len(tables["cases"]) and not len(tables["evaluations"]):
         raise HaochaInputError(
-            f"统计期 {period.label}（{period.range_cn()}）内没有任何办件或评价记录",
+            f"统计期 {period.title_cn()}（{period.range_cn()}）内没有任何办件或评价记录",
             file=", ".join(str(p) for p in files),
             fix="检查 --period 是否与导出数据的时间范围一致，以及时间列是否映射正确",
         )

@@ -151,7 +151,7 @@ def ingest_if_needed(
         return data_dir, "已有规范表，无需导入"
     if not (inbox and profile):
         raise HaochaInputError(
-            f"数据目录中没有统计期 {period.label} 的规范表",
+            f"数据目录中没有统计期 {period.title_cn()} 的规范表",
             file=str(data_dir),
             fix="用 --inbox（原始导出目录）与 --profile（数据来源配置）让 haocha run 先导入，"
             "或先运行 haocha ingest",

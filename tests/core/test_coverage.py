@@ -24,7 +24,7 @@ def test_empty_period_is_refused_and_names_what_the_data_hold():
     assert cov.empty and not cov.partial
     with pytest.raises(HaochaInputError, match="没有任何办件或评价记录") as err:
         require_records(cov, "data/x", ["2023Q1", "2023Q3"])
-    assert "2023Q1、2023Q3" in err.value.message()
+    assert "2023年第一季度、2023年第三季度" in err.value.message()
 
 
 def test_whole_period_tolerates_quiet_first_and_last_working_days():

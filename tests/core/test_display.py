@@ -59,6 +59,20 @@ def test_decimals_never_show_an_exponent(value, text):
     assert display.format_decimal(value) == text
 
 
+def test_scores_have_three_decimals():
+    assert [display.format_score(v) for v in (0.795, 1.0, 0.0, None)] == ["0.795", "1.000", "0.000", "/"]
+
+
+def test_settings_values_read_as_text():
+    from haocha_analysis.core.rules import RecordTiming
+
+    settings = pd.DataFrame(
+        {"参数": ["alpha", "timing"], "取值": pd.Series([0.0001, RecordTiming()], dtype=object)}
+    )
+    html = display.show(settings).to_html()
+    assert ">0.0001<" in html and "上报时限 5 分钟，时钟误差容忍 0 秒" in html and "timedelta" not in html
+
+
 def test_column_units_from_dtype_and_header():
     frame = pd.DataFrame(
         {

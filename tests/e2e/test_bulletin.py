@@ -291,7 +291,7 @@ def test_cli_exit_status_and_message(qinghe_run, tmp_path):
         cli,
         ["run", "--city", str(ref.path), "--period", "2023Q3", "--data", str(data_dir), "--out", str(out)],
     )
-    assert run.exit_code == 2 and "2023Q3" in run.output and not out.exists()
+    assert run.exit_code == 2 and "2023年第三季度" in run.output and not out.exists()
 
 
 @pytest.mark.slow
@@ -359,7 +359,7 @@ def test_empty_partial_and_latest_periods(qinghe, tmp_path):
 
     empty = CliRunner().invoke(cli, ["bulletin", *city, "--period", "2023Q3", "--out", str(tmp_path / "q3")])
     assert empty.exit_code == 2, empty.output
-    assert "没有任何办件或评价记录" in empty.output and "2023Q2" in empty.output
+    assert "没有任何办件或评价记录" in empty.output and "2023年第二季度" in empty.output
     assert not (tmp_path / "q3").exists()
     for verb in ("tables", "quality", "anomalies"):
         run = CliRunner().invoke(cli, [verb, *city, "--period", "2023Q3", "--out", str(tmp_path / verb)])

@@ -19,6 +19,7 @@ from test_bulletin import qinghe_quarter
 
 from haocha_analysis.bulletin import index, render
 from haocha_analysis.core import outputs
+from haocha_analysis.core.display import format_count
 from haocha_analysis.ingest.storage import write_tables
 from haocha_analysis.pipeline import run as pipeline
 from haocha_analysis.pipeline import units
@@ -105,8 +106,10 @@ def test_district_reports_beside_the_bulletin(qinghe_units_run, qinghe):
         ):
             assert part in html
         assert f"第1名/共{len(districts)}个" in html or f"第2名/共{len(districts)}个" in html
-        assert f">{headline['total_evaluations']}<" in html  # the city's figure beside the unit's
-        assert ">2023Q1<" in html and ">2023Q2<" in html  # the trend reaches the earlier quarter
+        # the city's figure beside the unit's, written as counts are (thousands separators)
+        assert f">{format_count(headline['total_evaluations'])}<" in html
+        # the trend reaches the earlier quarter
+        assert ">2023年第一季度<" in html and ">2023年第二季度<" in html
         assert 'class="self"' in html and html.count("data-tips=") == 1
         pages = len(PdfReader(folder / f"{unit.unit_id}.pdf").pages)
         assert 1 <= pages <= 2, (unit.unit_id, pages)
@@ -145,7 +148,7 @@ def test_index_links_resolve_and_stay_offline(qinghe_units_run):
         assert not re.match(r"^[a-z]+:|^//", link), link
         assert (root / unquote(link)).is_file(), link
     assert "http" not in html and "url(" not in html and "@import" not in html  # links stay inside
-    assert "<svg" in html and "<title>2023Q2：" in html  # the trend chart, values on hover
+    assert "<svg" in html and "<title>2023年第二季度：" in html  # the trend chart, values on hover
     headline = json.loads((result.out_dir / "headline.json").read_text(encoding="utf-8"))
     assert f"{headline['total_evaluations']:,}" in html
 
@@ -166,7 +169,7 @@ def test_index_lists_only_finished_periods(tmp_path):
     assert [(c.name, [p.label for p in c.periods]) for c in cities] == [("甲市", ["2022Q4", "2023Q2"])]
     html = index.render_index(cities)
     assert links_of(html) == ["c1/2023Q2/bulletin.pdf", "c1/2022Q4/bulletin.pdf"]
-    assert "<title>2022Q4：7</title>" in html and "<title>2023Q2：10</title>" in html
+    assert "<title>2022年第四季度：7</title>" in html and "<title>2023年第二季度：10</title>" in html
     assert "还没有已完成的统计期" in index.render_index([])
 
 

@@ -1,5 +1,6 @@
-"""One way to write a period: the Chinese label in everything a user reads, the code only in paths and
-as a machine key in JSON (with ``period_label`` beside it)."""
+"""One way to write a period (haocha bulletin, tables, quality, anomalies, rectification): the Chinese
+label in everything a user reads, the code only in paths and as a machine key in JSON (with
+``period_label`` beside it)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_period_code_not_in_user_read_text_of_any_verb(period, qinghe, tmp_path)
     common = ["--city", str(qinghe.path), "--period", period, "--data", str(data)]
     label = period_label(period)
     offenders: list[str] = []
-    for verb in ("bulletin", "tables", "quality", "anomalies"):
+    for verb in ("bulletin", "tables", "quality", "anomalies", "rectification"):
         out = tmp_path / verb
         extra = ["--extracted-on", "2023-07-04"] if verb in ("bulletin", "tables") else []
         result = CliRunner().invoke(cli, [verb, *common, "--out", str(out), *extra])

@@ -432,7 +432,7 @@ def test_nothing_in_the_period_is_an_error(tmp_path):
     f = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
     out = tmp_path / "out"
     assert_input_error(
-        run_ingest(bare_profile(tmp_path), [f], out, period="2022Q1"), out, "2022Q1", rows=False
+        run_ingest(bare_profile(tmp_path), [f], out, period="2022Q1"), out, "2022年第一季度", rows=False
     )
 
 

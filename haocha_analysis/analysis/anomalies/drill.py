@@ -69,7 +69,8 @@ def findings_overview(findings: pd.DataFrame) -> pd.DataFrame:
 def ranked_findings(findings: pd.DataFrame, unit_id: str = "", top: int = 50) -> pd.DataFrame:
     """The most severe findings (all units, or one unit) with Chinese headers for display.
 
-    测量值 and 期望值 are text written as each kind's measure reads (:func:`measure_text`).
+    测量值 and 期望值 are text written as each kind's measure reads (:func:`measure_text`); 严重程度
+    with three decimals.
     """
     rows = findings if not unit_id else findings[findings["unit_id"] == unit_id]
     rows = rows.head(top)
@@ -90,6 +91,7 @@ def ranked_findings(findings: pd.DataFrame, unit_id: str = "", top: int = 50) ->
     ].copy()
     show["measure"] = measure_text(rows)
     show["expected"] = measure_text(rows, "expected")
+    show["severity"] = rows["severity"].map(display.format_score)
     show["level"] = show["level"].map(LEVEL_LABELS).fillna(show["level"])
     show.insert(0, "序号", range(1, len(show) + 1))
     return show.rename(
