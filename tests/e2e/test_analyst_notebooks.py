@@ -110,6 +110,8 @@ def test_rendered_tables_read_as_analysts_write(name, demo, tmp_path):
                     assert PERCENT_OR_NA.match(cell), (column, cell)  # 3.86%, never 0.0386
                 if re.fullmatch(r"\d{4,}", cell) and not ID_HEADER.search(column):
                     pytest.fail(f"count without thousands separator: {column} = {cell}")
+            if "测量指标" in header and SHARE_HEADER.search(row[header.index("测量指标")]):
+                assert PERCENT_OR_NA.match(row[header.index("测量值")]), row  # a share measured: 49.59%
     visible = re.sub(r"<[^>]+>", " ", html) + text
     assert not re.search(r"\d\.\d+[eE]-\d", visible)
     # one way to write a period: the Chinese label, never the code, in what a reader sees
@@ -179,11 +181,22 @@ def test_measured_values_are_written_as_their_kind_reads():
     assert drill.measure_text(findings, "expected").tolist() == ["0.7%", "0.01", "1.5", "60", "0.9"]
 
 
-def test_rectification_and_bulletin_charts_start_at_zero(qinghe):
+def test_rectification_and_bulletin_charts_start_at_zero(demo):
+    import pandas as pd
+
+    from haocha_analysis.analysis import rectification, rectification_report
     from haocha_analysis.bulletin import charts
+
+    ledger = rectification.open_ledger("zibo", "2023Q2", demo / "bad", "2023-09-30")
+    ageing = rectification_report.plot_ageing(ledger).axes[0]
+    assert _lower(ageing) == 0 and ageing.get_ylim()[1] >= 1
 
     fig = charts.evaluations_by_district(["甲区", "乙区"], [9600, 9900], [9500, 9800])
     ax, twin = fig.axes[:2]
     assert _lower(ax) == 0 and _lower(twin) == 0 and twin.get_ylim()[1] >= 1
     fig = charts.composition_by_district(["甲区", "乙区"], {"区直部门": [5, 6], "镇级": [7, 8]})
     assert _lower(fig.axes[0]) == 0
+    counts = pd.DataFrame({"unit_id": ["a", "b"], "ch_pc": [96, 3], "ch_hall_tablet": [4, 97]})
+    units = pd.DataFrame({"unit_id": ["a", "b"], "level": ["district_dept", "town"]})
+    mix = charts.channel_mix(counts, units).axes[0]
+    assert mix.get_xlim() == (0, 1)
