@@ -28,6 +28,9 @@ linkage rule"), decided once for every edge case:
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +119,8 @@ def link_some(
         duplicate (a repeated row or a later attempt-1 evaluation of its case).
     """
     rows = np.asarray(rows, dtype=np.int64)
+    if (full := _cached_link(cases, evaluations)) is not None:  # the run's linkage: read, not redone
+        return full.case_pos[rows], full.duplicate[rows]
     n = len(evaluations)
     eval_case = _keys(evaluations["case_id"]) if "case_id" in evaluations else pa.nulls(n, pa.large_string())
     eval_id = _keys(evaluations["eval_id"])
@@ -161,16 +166,111 @@ def _repeated(codes: np.ndarray) -> np.ndarray:
     return out & (codes >= 0)
 
 
-def _codes(*columns: pd.Series) -> list[np.ndarray]:
-    """One integer code per distinct trimmed id across columns (-1 for blank or missing)."""
-    arrays = [_keys(c) for c in columns]
-    encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
+# --- one hashing of the ids per run ------------------------------------------------------------
+# Quality, the tables, the ledger and the detectors each call :func:`link` on the same loaded frames
+# (or on column selections and copies of them, which share the same Arrow buffers), and the loader
+# counts repeated keys with the same encoding: the ids are hashed once per run, not once per caller.
+# Entries are keyed by the identity of the immutable Arrow buffers they were computed from (each
+# entry holds those buffers, so no other array can take their address while it lives) and by the
+# content of the small numeric arrays that take part (times, attempt flags), so a changed frame is a
+# different key, never a stale hit. Columns held in Python objects (no Arrow buffers) are not cached.
+_ENCODINGS: OrderedDict[tuple, tuple[object, np.ndarray, pa.Array]] = OrderedDict()
+_LINKAGES: OrderedDict[tuple, tuple[object, Linkage]] = OrderedDict()
+MAX_ENCODINGS = 6  # the case ids of both tables and the eval ids, with room for a second window
+MAX_LINKAGES = 2
+
+
+def _arrow_fingerprint(series: pd.Series) -> tuple[tuple, object] | None:
+    """A key naming the Arrow buffers behind an Arrow-backed column, and the object that holds them."""
+    array = series.array
+    if not hasattr(array, "__arrow_array__") or series.dtype == object:
+        return None
+    chunked = array.__arrow_array__()
+    if not isinstance(chunked, pa.ChunkedArray):
+        return None
+    key = (
+        str(chunked.type),
+        tuple(
+            (
+                chunk.offset,
+                len(chunk),
+                tuple((b.address, b.size) if b is not None else None for b in chunk.buffers()),
+            )
+            for chunk in chunked.chunks
+        ),
+    )
+    return key, chunked
+
+
+def _digest(values: np.ndarray) -> tuple:
+    """A content key of a numeric array (dtype, length, BLAKE2 of the bytes)."""
+    values = np.ascontiguousarray(values)
+    return (str(values.dtype), len(values), hashlib.blake2b(values.view(np.uint8), digest_size=16).digest())
+
+
+def _remember(cache: OrderedDict, key: tuple, value: tuple, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
+def forget() -> None:
+    """Drop the cached encodings and linkages (the pipeline calls this when its stages are done)."""
+    _ENCODINGS.clear()
+    _LINKAGES.clear()
+
+
+def _encoded(series: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """Per row, an integer code of the trimmed id (-1 when blank), and the distinct ids in code order."""
+    found = _arrow_fingerprint(series)
+    if found is not None and (hit := _ENCODINGS.get(found[0])) is not None:
+        _ENCODINGS.move_to_end(found[0])
+        return hit[1], hit[2]
+    encoded = pc.dictionary_encode(_keys(series))
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    out, start = [], 0
-    for array in arrays:
-        out.append(codes[start : start + len(array)])
-        start += len(array)
-    return out
+    if found is not None:
+        _remember(_ENCODINGS, found[0], (found[1], codes, encoded.dictionary), MAX_ENCODINGS)
+    return codes, encoded.dictionary
+
+
+def distinct_ids(series: pd.Series) -> tuple[int, int]:
+    """Non-blank trimmed ids and distinct ones among them (the loader's repeated-key count).
+
+    The encoding is the one :func:`link` uses, computed once for both.
+    """
+    codes, dictionary = _encoded(series)
+    return int((codes >= 0).sum()), len(dictionary)
+
+
+def _cached_encoding(series: pd.Series) -> tuple[np.ndarray, pa.Array] | None:
+    found = _arrow_fingerprint(series)
+    hit = _ENCODINGS.get(found[0]) if found is not None else None
+    return (hit[1], hit[2]) if hit is not None else None
+
+
+def _codes(cases: pd.Series, others: pd.Series) -> list[np.ndarray]:
+    """One integer code per distinct trimmed id across two columns (-1 for blank or missing).
+
+    Codes number the ids by first appearance, the first column before the second. When the first
+    column's encoding is known already (the loader counted its repeated keys), the second column is
+    looked up in its distinct ids and only the ids it lacks are encoded: the same numbering.
+    """
+    known = _cached_encoding(cases)
+    if known is None:
+        arrays = [_keys(cases), _keys(others)]
+        encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return [codes[: len(arrays[0])], codes[len(arrays[0]) :]]
+    case_codes, dictionary = known
+    keys = _keys(others)
+    found = pc.index_in(keys, value_set=dictionary)
+    codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    missing = pc.and_(found.is_null(), keys.is_valid())
+    if pc.any(missing).as_py():
+        rest = pc.dictionary_encode(keys.filter(missing)).indices.to_numpy(zero_copy_only=False)
+        codes[missing.to_numpy(zero_copy_only=False)] = len(dictionary) + rest.astype(np.int64)
+    return [case_codes, codes]
 
 
 def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
@@ -181,13 +281,71 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
         evaluations: at least ``eval_id`` and ``evaluated_at``; ``case_id`` and ``attempt`` when
             present (a missing ``case_id`` column links nothing, a missing ``attempt`` is 1).
     """
+    inputs = _link_inputs(cases, evaluations)
+    key = _linkage_key(*inputs)
+    if key is not None and (hit := _LINKAGES.get(key[0])) is not None:
+        _LINKAGES.move_to_end(key[0])
+        return hit[1]
+    links = _link(*inputs)
+    for flags in vars(links).values():
+        flags.setflags(write=False)  # shared by every caller: never changed in place
+    if key is not None:
+        _remember(_LINKAGES, key[0], (key[1], links), MAX_LINKAGES)
+    return links
+
+
+def _cached_link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage | None:
+    """The linkage of these frames if it has been computed already (else None, nothing computed)."""
+    key = _linkage_key(*_link_inputs(cases, evaluations))
+    hit = _LINKAGES.get(key[0]) if key is not None else None
+    return hit[1] if hit is not None else None
+
+
+def _link_inputs(
+    cases: pd.DataFrame, evaluations: pd.DataFrame
+) -> tuple[pd.Series, pd.Series, pd.Series, np.ndarray, np.ndarray]:
+    """What the rule reads: case ids, evaluations' case ids and eval ids, times, attempt-1 flags."""
     n_eval = len(evaluations)
     eval_case = (
         evaluations["case_id"] if "case_id" in evaluations else pd.Series([None] * n_eval, dtype="str")
     )
-    case_codes, eval_codes = _codes(cases["case_id"], eval_case)
+    if "attempt" in evaluations:
+        attempt_one = evaluations["attempt"].fillna(1).to_numpy(dtype=np.int64) == 1
+    else:
+        attempt_one = np.ones(n_eval, dtype=bool)
+    evaluated_at = evaluations["evaluated_at"].to_numpy(dtype="datetime64[us]")
+    return cases["case_id"], eval_case, evaluations["eval_id"], evaluated_at, attempt_one
+
+
+def _linkage_key(
+    case_ids: pd.Series,
+    eval_case: pd.Series,
+    eval_ids: pd.Series,
+    evaluated_at: np.ndarray,
+    attempt_one: np.ndarray,
+) -> tuple[tuple, object] | None:
+    """The cache key of one linkage (None: a column is not Arrow-backed, nothing is cached)."""
+    found = [_arrow_fingerprint(s) for s in (case_ids, eval_case, eval_ids)]
+    if any(f is None for f in found):
+        return None
+    key = (*(f[0] for f in found), _digest(evaluated_at.view(np.int64)), _digest(attempt_one))
+    return key, [f[1] for f in found]
+
+
+def _link(
+    case_ids: pd.Series,
+    eval_case: pd.Series,
+    eval_id: pd.Series,
+    evaluated_at: np.ndarray,
+    attempt_one: np.ndarray,
+) -> Linkage:
+    n_eval = len(eval_id)
+    # The two hashings are independent and Arrow's kernels release the GIL: one per core.
+    with ThreadPoolExecutor(2, thread_name_prefix="linkage") as pool:
+        by_eval_id = pool.submit(_encoded, eval_id)
+        case_codes, eval_codes = _codes(case_ids, eval_case)
+        eval_ids, eval_dictionary = by_eval_id.result()
     repeated_case = _repeated(case_codes)
-    (eval_ids,) = _codes(evaluations["eval_id"])
     repeated_eval = _repeated(eval_ids)
 
     # The case of a code is its first row.
@@ -198,11 +356,6 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
     case_pos = lookup[eval_codes]
     has_case_id = eval_codes >= 0
 
-    if "attempt" in evaluations:
-        attempt_one = evaluations["attempt"].fillna(1).to_numpy(dtype=np.int64) == 1
-    else:
-        attempt_one = np.ones(n_eval, dtype=bool)
-
     # ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) = 1 (nulls sort last).
     candidates = np.flatnonzero(attempt_one & has_case_id & ~repeated_eval)
     first = np.zeros(n_eval, dtype=bool)
@@ -210,8 +363,10 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
         window = pa.table(
             {
                 "code": pa.array(eval_codes[candidates]),
-                "at": pa.array(evaluations["evaluated_at"].to_numpy(dtype="datetime64[us]")[candidates]),
-                "eval_id": _keys(evaluations["eval_id"]).take(pa.array(candidates)),
+                "at": pa.array(evaluated_at[candidates]),
+                "eval_id": eval_dictionary.take(
+                    pa.array(eval_ids[candidates], mask=eval_ids[candidates] < 0)  # a blank id sorts last
+                ),
             }
         )
         order = pc.sort_indices(

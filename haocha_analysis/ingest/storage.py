@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from haocha_analysis.core import atomic, outputs
 from haocha_analysis.core.errors import HaochaInputError
+from haocha_analysis.core.linkage import distinct_ids
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.schemas import (
     CHANNEL_CODES,
@@ -148,9 +148,10 @@ def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions
     if key not in frame or n_partitions < 2:
         frame.attrs["repeated_keys"] = 0
         return
-    # Arrow's hash count (one pass, no per-row mask): how many rows repeat an earlier key.
-    keys = pa.array(frame[key], from_pandas=True)
-    repeated = len(keys) - keys.null_count - pc.count_distinct(keys).as_py()
+    # How many rows repeat an earlier key, by the linkage rule's own encoding of the trimmed ids:
+    # computed once here, reused by every later link() of the same column (core/linkage.py).
+    given, distinct = distinct_ids(frame[key])
+    repeated = given - distinct
     frame.attrs["repeated_keys"] = repeated
     if repeated:
         log.warning(
@@ -167,7 +168,7 @@ ORIGIN_COLUMNS = ("_file", "_row")
 
 
 def _with_origin(frame: pd.DataFrame, source: Path, first_row: int) -> pd.DataFrame:
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: columns below are replaced, never changed in place
     frame["_file"] = pd.Series(str(source), index=frame.index, dtype="str")
     frame["_row"] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
     return frame
@@ -284,7 +285,7 @@ def check_values(frame: pd.DataFrame, table: str, source: Path, row_offset: int 
             fix=fix,
         )
 
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: columns below are replaced, never changed in place
     for col in [c for c in frame.columns if c in DTYPES[table]]:
         s, dtype = frame[col], DTYPES[table][col]
         given = s.notna().to_numpy()

@@ -15,7 +15,7 @@ from haocha_analysis.analysis import annexes as tables
 from haocha_analysis.analysis import anomalies, rectification, rectification_report
 from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
-from haocha_analysis.core import outputs
+from haocha_analysis.core import linkage, outputs
 from haocha_analysis.core.calendar import add_working_days
 from haocha_analysis.core.config import (
     PROJ_ROOT,
@@ -227,6 +227,7 @@ def compute(
         if out_dir is not None:
             outputs.mark(Path(out_dir) / ANOMALIES_SUBDIR, "anomalies")
             anomalies.write_outputs(findings, Path(out_dir) / ANOMALIES_SUBDIR)
+    linkage.forget()  # the loaded frames go when the stages are done, not with the cached linkage
     return StageResults(
         tables=result,
         quality=report,

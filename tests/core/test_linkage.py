@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from haocha_analysis.analysis.anomalies import prepare
 from haocha_analysis.analysis.anomalies.detectors import duplicate_evaluations
 from haocha_analysis.analysis.metrics import unit_counts
-from haocha_analysis.core.linkage import link, link_some
+from haocha_analysis.core.linkage import _codes, distinct_ids, forget, link, link_some
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.core.schemas import coerce
 from haocha_analysis.quality.checks import check_cases, check_evaluations
@@ -84,10 +85,53 @@ def test_linking_some_rows_gives_what_the_full_linkage_gives():
     every = np.arange(len(evaluations))
     for rows in [every, *([i] for i in every), [2, 5, 13]]:
         rows = np.asarray(rows)
-        case_pos, duplicate = link_some(data["cases"], evaluations, rows)
-        assert case_pos.tolist() == full.case_pos[rows].tolist(), rows
-        assert duplicate.tolist() == full.duplicate[rows].tolist(), rows
+        for cached in (True, False):  # the run's linkage read, or the rows' own records linked
+            if not cached:
+                forget()
+            case_pos, duplicate = link_some(data["cases"], evaluations, rows)
+            assert case_pos.tolist() == full.case_pos[rows].tolist(), (rows, cached)
+            assert duplicate.tolist() == full.duplicate[rows].tolist(), (rows, cached)
+            link(data["cases"], evaluations)
     assert not full.duplicate[2] and full.duplicate[13]  # e2 stays c1's first; the late e7 row repeats
+
+
+def _flags(links) -> dict[str, list]:
+    return {name: np.asarray(value).tolist() for name, value in vars(links).items()}
+
+
+def test_the_ids_are_hashed_once_and_a_changed_frame_is_linked_anew():
+    data = edge_cases()
+    cases, evals = data["cases"], data["evaluations"]
+    forget()
+    links = link(cases, evals)
+    # A copy or a column selection holds the same Arrow buffers: the same linkage, not recomputed.
+    assert link(cases.copy(), evals[["eval_id", "case_id", "evaluated_at", "attempt"]].copy()) is links
+    with pytest.raises(ValueError):
+        links.first[0] = not links.first[0]  # shared by every caller: read-only
+    expected = _flags(links)
+    # Any input the rule reads changed: linked anew (a later time, another attempt, other ids).
+    later = evals.assign(
+        evaluated_at=evals["evaluated_at"].where(evals["eval_id"] != "e5", pd.Timestamp("2023-05-09"))
+    )
+    assert _flags(link(cases, later))["first"] != expected["first"]
+    follow_up = evals.assign(attempt=evals["attempt"].where(evals["eval_id"] != "e0", 2))
+    assert _flags(link(cases, follow_up))["first"] != expected["first"]
+    renamed = cases.assign(case_id=cases["case_id"].replace({"c2": "c9"}))
+    assert _flags(link(renamed, evals))["case_pos"] != expected["case_pos"]
+    # Columns held as Python objects are linked correctly, without the cache.
+    as_objects = link(cases.astype({"case_id": object}), evals.astype({"eval_id": object, "case_id": object}))
+    assert _flags(as_objects) == expected
+    assert _flags(link(cases, evals)) == expected
+
+
+def test_codes_unified_per_column_number_ids_by_first_appearance():
+    first = pd.Series(["b", " a", None, "b", ""], dtype="str")
+    second = pd.Series(["c", "a", "b", "  ", "c"], dtype="str")
+    expected = [[0, 1, -1, 0, -1], [2, 1, 0, -1, 2]]
+    forget()
+    assert [c.tolist() for c in _codes(first, second)] == expected  # both columns encoded together
+    assert distinct_ids(first) == (3, 2)  # 3 non-blank ids, 2 distinct (trimmed, as the rule does)
+    assert [c.tolist() for c in _codes(first, second)] == expected  # the first column's ids reused
 
 
 def _per_unit(values: pd.Series) -> dict[str, int]:
