@@ -29,7 +29,7 @@ def bench_command(out_dir: Path, scales: str, province_scale: float, city: str, 
     scale_list = [float(s) for s in scales.split(",") if s]
     with outputs.claim(out_dir, "bench") as out:
         results = run_bench(out, scale_list, province_scale or None, city, period, verbs=list(VERBS))
-    click.echo((out_dir / "bench.md").read_text(encoding="utf-8"))
+    # run_bench has printed the table (bench.md) into the run log (stderr).
     if not all(r.get("ok") for r in results):
         sys.exit(1)
 

@@ -141,8 +141,10 @@ class Recorder:
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
+    """CPU seconds of the process tree: this process, its ended children (a stopped kernel), live ones."""
+    own = proc.cpu_times()
+    total = own.user + own.system + own.children_user + own.children_system
+    for p in proc.children(recursive=True):
         try:
             t = p.cpu_times()
             total += t.user + t.system

@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -44,6 +45,7 @@ from haocha_analysis.pipeline.manifest import Recorder, _display_path, input_fil
 from haocha_analysis.pipeline.notebook import (
     KERNEL_CONNECTION_GLOB,
     NOTEBOOK,
+    Kernel,
     _cell_durations,
     _notebook_failure,
     execute_notebook,
@@ -230,7 +232,9 @@ def build_bulletin(
     log.info(
         "运行 %s：城市 %s，统计期 %s，输出 %s", run_id, ref.city_name, per.title_cn(), _display_path(target)
     )
+    kernel = None
     try:
+        kernel = Kernel(staging)  # starts and imports on the other core while the stages compute
         if ingest:
             with recorder.stage("ingest"):
                 data_path, ingest_note = ingest_if_needed(ref, per, data_dir, inbox, profile)
@@ -275,19 +279,32 @@ def build_bulletin(
             "doc_number": doc_number or "",
         }
         notebook_out = staging / "bulletin.ipynb"
-        with recorder.stage("notebook"):
+        # The Word 公文 (from the same context as the notebook's) is written beside the notebook: the
+        # kernel runs on one core, the document on the other; their stage times overlap.
+        with ThreadPoolExecutor(1, thread_name_prefix="docx") as beside:
+            written = beside.submit(_write_docx, recorder, ref, parameters, staging)
             try:
-                execute_notebook(
-                    notebook_out, parameters, interactive, staging / RUN_LOG, notebook_path=NOTEBOOK
-                )
-            except Exception as err:
-                if type(err).__name__ == "PapermillExecutionError":
-                    raise BulletinFailed(_notebook_failure(err)) from err
+                with recorder.stage("notebook"):
+                    try:
+                        execute_notebook(
+                            notebook_out,
+                            parameters,
+                            interactive,
+                            staging / RUN_LOG,
+                            notebook_path=NOTEBOOK,
+                            kernel=kernel,
+                        )
+                    except Exception as err:
+                        if type(err).__name__ == "PapermillExecutionError":
+                            raise BulletinFailed(_notebook_failure(err)) from err
+                        raise
+                    finally:
+                        kernel, running = None, kernel
+                        running.stop(staging / RUN_LOG, interactive)
+            except BaseException:
+                written.exception()  # waited for; the notebook's error is the one reported
                 raise
-        with recorder.stage("docx"):  # the Word 公文, from the same context as the notebook's
-            ctx = load_context(**parameters)
-            docx.write_docx(ctx, staging / docx.DOCX_NAME, docx.template_path(ref))
-            del ctx
+            written.result()
         if unit_level:
             with recorder.stage("units"):  # the same stage results, read by every unit's notebook
                 with open(results_file, "rb") as fh:
@@ -358,6 +375,8 @@ def build_bulletin(
             index.write_index(REPORTS_DIR)  # reports/index.html lists every city and period
         return RunResult(run_id, target, target / "bulletin.html", target / "bulletin.pdf", manifest)
     except BaseException as err:
+        if kernel is not None:  # failed before the notebook ran
+            kernel.stop(staging / RUN_LOG, interactive)
         log.error("失败：%s", err, exc_info=not isinstance(err, BulletinFailed | HaochaInputError))
         log.removeHandler(file_log)
         file_log.close()
@@ -372,6 +391,12 @@ def build_bulletin(
                 )
             raise
         raise BulletinFailed(f"通报生成失败（{type(err).__name__}）：{err}") from err
+
+
+def _write_docx(recorder: Recorder, ref: CityReference, parameters: dict, staging: Path) -> None:
+    with recorder.stage("docx"):
+        ctx = load_context(**parameters)
+        docx.write_docx(ctx, staging / docx.DOCX_NAME, docx.template_path(ref))
 
 
 def _pdf_pages(pdf: Path) -> int | None:

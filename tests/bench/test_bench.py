@@ -18,3 +18,10 @@ def test_bench_harness_runs_every_stage_at_a_tiny_scale(tmp_path):
     assert saved["cores"] >= 1 and len(saved["results"]) == len(STAGES)
     table = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "| tables | 0.01 |" in table and "×" in table
+    # Loading and its value checks apart; the bulletin's own stages from its manifest, kernel included.
+    by_stage = {r["stage"]: r for r in results}
+    assert by_stage["load"]["records"] == by_stage["validate"]["records"] > 0
+    pipeline = [s["name"] for s in by_stage["bulletin"]["pipeline_stages"]]
+    assert {"load", "quality", "tables", "anomalies", "notebook", "docx", "html", "pdf"} <= set(pipeline)
+    assert by_stage["bulletin"]["tree_peak_mb"] > 0
+    assert "通报全流程（bulletin，规模 0.01）" in table and "| notebook（执行通报 notebook） |" in table
