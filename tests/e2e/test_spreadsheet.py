@@ -551,3 +551,13 @@ def test_anomalies_outputs_keep_numbers_and_quote_text(tmp_path):
     assert first["涉及记录数"].value == 12 and first["涉及记录数"].number_format == "#,##0"
     assert sheet["A6"].value.startswith("备注：")
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_column_width_of_python_strings_is_the_pandas_width():
+    from haocha_analysis.core.spreadsheet import _strings_width, _text_width
+
+    texts = ["abc", "张店区", "Ａ１", "ｶﾅ", "混合 text，全角！", "", "  空格  ", "한국어"]
+    for some in (texts, texts[:1], texts[1:2], [], [""]):
+        assert _strings_width(some) == _text_width(pd.Series(some, dtype="str")), some
+        assert _strings_width(some) == _text_width(pd.Series(some, dtype=object)), some
+    assert _strings_width(["张店区", "abcdefg"]) == 7 and _strings_width(["张店区人社局"]) == 12
