@@ -120,6 +120,7 @@ FONTS = {
     "heading2": Face("楷体_GB2312", ("楷体", "KaiTi", "Noto Serif CJK SC")),
     "page_number": Face("宋体", ("SimSun", "Noto Serif CJK SC")),
 }
+TABLE_STYLE = "公文表格"  # paragraph style of table cells and notes
 # Paragraph styles the document uses: name → (face, size in pt, bold). A template may define them.
 STYLES = {
     "公文标题": ("title", SIZE_2, False),
@@ -499,9 +500,9 @@ def column_widths(columns: list[str], body: list[list[str]], width_mm: float, si
     return [width_mm * need / total for need in needs]
 
 
-def _fill_cell(cell, text: str, align, size: float, *, bold: bool = False) -> None:
+def _fill_cell(cell, text: str, align, size: float, *, bold: bool = False, style=TABLE_STYLE) -> None:
     paragraph = cell.paragraphs[0]
-    paragraph.style = "公文表格"
+    paragraph.style = style
     paragraph.alignment = align
     fmt = paragraph.paragraph_format
     fmt.space_before = fmt.space_after = Pt(0)
@@ -511,6 +512,7 @@ def _fill_cell(cell, text: str, align, size: float, *, bold: bool = False) -> No
 def _annex_table(doc, frame: pd.DataFrame, name: str, width_mm: float) -> None:
     columns = [str(c) for c in frame.columns]
     size = SIZE_TABLE_WIDE if name in WIDE_ANNEXES else SIZE_TABLE
+    style = doc.styles[TABLE_STYLE]  # looked up by name once, not once per cell
     heads = header_rows(columns, HEADER_GROUPS.get(name))
     body = [[_cell_text(v) for v in row] for row in frame.itertuples(index=False, name=None)]
     table = doc.add_table(rows=len(heads) + len(body), cols=len(columns))
@@ -527,20 +529,20 @@ def _annex_table(doc, frame: pd.DataFrame, name: str, width_mm: float) -> None:
             cell = cell.merge(table.cell(0, col + span - 1))
         elif len(heads) == 2:  # an ungrouped column spans both header rows
             cell = cell.merge(table.cell(1, col))
-        _fill_cell(cell, text, WD_ALIGN_PARAGRAPH.CENTER, size, bold=True)
+        _fill_cell(cell, text, WD_ALIGN_PARAGRAPH.CENTER, size, bold=True, style=style)
         col += span
     if len(heads) == 2:
         for col, (text, _span) in enumerate(heads[1]):
             if text:
-                _fill_cell(table.cell(1, col), text, WD_ALIGN_PARAGRAPH.CENTER, size, bold=True)
+                _fill_cell(table.cell(1, col), text, WD_ALIGN_PARAGRAPH.CENTER, size, bold=True, style=style)
     for i, values in enumerate(body):
         row = table.rows[len(heads) + i]
         _row_flags(row, header=False)
         total = any(v in TOTAL_ROW_LABELS for v in values[:2])
+        cells = row.cells  # computed from the whole table on each access: once per row
         for c, (column, text) in enumerate(zip(columns, values, strict=True)):
-            _fill_cell(
-                row.cells[c], text, _cell_alignment(column, text, name_column, total), size, bold=total
-            )
+            alignment = _cell_alignment(column, text, name_column, total)
+            _fill_cell(cells[c], text, alignment, size, bold=total, style=style)
     _fixed_widths(table, widths)
 
 
