@@ -8,7 +8,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +182,14 @@ def execute_notebook(
     import papermill as pm
     from traitlets.config import Config
 
-    config = Config()
-    config.KernelManager.connection_file = str(Path(output).parent / f".kernel-{Path(output).stem}.json")
-
     if kernel is not None:
+        # Its own stderr file is filtered when it stops; saved once at the end (the staging folder's).
+        options, stderr = {"km": kernel.manager, "request_save_on_cell_execute": False}, nullcontext()
+    else:
+        config = Config()
+        config.KernelManager.connection_file = str(Path(output).parent / f".kernel-{Path(output).stem}.json")
+        options, stderr = {"config": config}, _stderr_to(None if interactive else log_file)
+    with stderr:
         pm.execute_notebook(
             str(notebook_path or NOTEBOOK),
             str(output),
@@ -194,20 +198,7 @@ def execute_notebook(
             cwd=str(PROJ_ROOT),
             progress_bar=interactive,
             log_output=False,
-            request_save_on_cell_execute=False,  # written once at the end (the staging folder's)
-            km=kernel.manager,
-        )
-        return
-    with _stderr_to(None if interactive else log_file):
-        pm.execute_notebook(
-            str(notebook_path or NOTEBOOK),
-            str(output),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            cwd=str(PROJ_ROOT),
-            progress_bar=interactive,
-            log_output=False,
-            config=config,
+            **options,
         )
 
 
