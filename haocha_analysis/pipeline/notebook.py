@@ -124,15 +124,14 @@ class Kernel:
 
     def __init__(self, staging: Path, name: str = "bulletin") -> None:
         """Start the kernel; its connection file goes into the run's staging folder."""
-        import asyncio
-
         from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync  # works inside a running event loop too (a notebook)
 
         self._stderr = tempfile.TemporaryFile()
         self.manager = AsyncKernelManager(
             kernel_name=KERNEL_NAME, connection_file=str(Path(staging) / f".kernel-{name}.json")
         )
-        asyncio.run(self.manager.start_kernel(cwd=str(PROJ_ROOT), stderr=self._stderr))
+        run_sync(self.manager.start_kernel)(cwd=str(PROJ_ROOT), stderr=self._stderr)
         self._warm = None
         try:
             client = self.manager.blocking_client()
@@ -145,13 +144,13 @@ class Kernel:
 
     def stop(self, log_file: Path | None = None, interactive: bool = False) -> None:
         """Shut the kernel down and keep what it wrote on stderr (filtered) in the run log."""
-        import asyncio
+        from jupyter_core.utils import run_sync
 
         if self._warm is not None:
             self._warm.stop_channels()
         try:
             if self.manager.has_kernel:
-                asyncio.run(self.manager.shutdown_kernel(now=True))
+                run_sync(self.manager.shutdown_kernel)(now=True)
         finally:
             _keep_stderr(self._stderr, None if interactive else log_file)
             self._stderr.close()

@@ -64,3 +64,15 @@ def test_a_kernel_stopped_without_a_notebook_leaves_no_process(tmp_path):
     process = kernel.manager.provisioner.process
     kernel.stop(tmp_path / "run.log")
     assert process.poll() is not None and not kernel.manager.has_kernel
+
+
+def test_a_kernel_starts_and_stops_inside_a_running_event_loop(tmp_path):
+    import asyncio
+
+    async def from_a_notebook_cell() -> bool:  # build_bulletin called in Jupyter runs inside a loop
+        kernel = Kernel(tmp_path)
+        started = kernel.manager.has_kernel
+        kernel.stop(tmp_path / "run.log")
+        return started and not kernel.manager.has_kernel
+
+    assert asyncio.run(from_a_notebook_cell())
