@@ -28,6 +28,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -449,14 +450,22 @@ class _Styles:
         self.text_align = Alignment(horizontal="left", vertical="center")
         self.wrap_align = Alignment(horizontal="left", vertical="center", wrap_text=True)
         self.number_align = Alignment(horizontal="right", vertical="center")
+        # Cell style arrays by the styles set, found once: openpyxl hashes every style on assignment.
+        self.arrays: dict[tuple, Any] = {}
 
 
-def _cell(ws: Any, value: Any, **style: Any) -> Any:
+def _cell(ws: Any, value: Any, styles: _Styles, **style: Any) -> Any:
     from openpyxl.cell import WriteOnlyCell
 
     cell = WriteOnlyCell(ws, value=value)
-    for name, setting in style.items():
-        setattr(cell, name, setting)
+    key = tuple((name, id(setting)) for name, setting in style.items())  # settings: ``styles``' own
+    array = styles.arrays.get(key)
+    if array is None:
+        for name, setting in style.items():
+            setattr(cell, name, setting)
+        styles.arrays[key] = copy(cell._style)
+    else:
+        cell._style = copy(array)
     if cell.data_type == "f":  # defence in depth: every text went through neutralise
         raise AssertionError(f"formula in a cell: {value!r}")
     return cell
@@ -469,7 +478,7 @@ def _header(ws: Any, spec: SheetSpec, first_row: int, styles: _Styles) -> None:
     style = {"font": styles.header_font, "fill": styles.header_fill, "border": styles.border}
     style["alignment"] = styles.header_align
     if spec.header_rows == 1:
-        ws.append([_cell(ws, cell_value(label), **style) for _, label in cells])
+        ws.append([_cell(ws, cell_value(label), styles, **style) for _, label in cells])
         return
     top, bottom = [], []
     i = 0
@@ -477,15 +486,15 @@ def _header(ws: Any, spec: SheetSpec, first_row: int, styles: _Styles) -> None:
         group, label = cells[i]
         letter = get_column_letter(i + 1)
         if group is None:
-            top.append(_cell(ws, cell_value(label), **style))
-            bottom.append(_cell(ws, None, **style))
+            top.append(_cell(ws, cell_value(label), styles, **style))
+            bottom.append(_cell(ws, None, styles, **style))
             ws.merged_cells.add(f"{letter}{first_row}:{letter}{first_row + 1}")
             i += 1
             continue
         j = i
         while j < len(cells) and cells[j][0] == group:
-            top.append(_cell(ws, cell_value(group) if j == i else None, **style))
-            bottom.append(_cell(ws, cell_value(cells[j][1]), **style))
+            top.append(_cell(ws, cell_value(group) if j == i else None, styles, **style))
+            bottom.append(_cell(ws, cell_value(cells[j][1]), styles, **style))
             j += 1
         if j - i > 1:
             ws.merged_cells.add(f"{letter}{first_row}:{get_column_letter(j)}{first_row}")
@@ -604,7 +613,9 @@ def _write_sheet(wb: Any, spec: SheetSpec, styles: _Styles) -> None:
 
     if spec.title:
         ws.row_dimensions[1].height = max(28, _note_height(spec.title, total_width / 1.3) * 1.3 + 6)
-        title = _cell(ws, cell_value(spec.title), font=styles.title_font, alignment=styles.title_align)
+        title = _cell(
+            ws, cell_value(spec.title), styles, font=styles.title_font, alignment=styles.title_align
+        )
         ws.append([title])
         if n_cols > 1:
             ws.merged_cells.add(f"A1:{last}1")
@@ -615,7 +626,7 @@ def _write_sheet(wb: Any, spec: SheetSpec, styles: _Styles) -> None:
         ws.append([])
         for row, note in enumerate(spec.notes, start=notes_first):
             ws.row_dimensions[row].height = _note_height(str(note), total_width)
-            ws.append([_cell(ws, cell_value(str(note)), alignment=styles.note_align)])
+            ws.append([_cell(ws, cell_value(str(note)), styles, alignment=styles.note_align)])
             if n_cols > 1:
                 ws.merged_cells.add(f"A{row}:{last}{row}")
 
