@@ -1,9 +1,13 @@
 """The Dask backend: canonical Parquet from a folder or an fsspec URL, reduced on a cluster.
 
-The window (the period and the one before it) is read file by file with ``dask.dataframe``
-(one task per Parquet file, values checked as :mod:`haocha_analysis.ingest.storage` checks them),
-the rows are moved to their case's partition (:mod:`.partition`), and :mod:`.reduce` runs on each
-partition where the data are; only the small aggregates travel back to the client.
+Locality first. Cases and their evaluations never cross a city, so a city's folder (``city=<key>/``
+in a province folder, or a one-city folder itself) is a *locality group*: one task reads its window
+(the period and the one before it; values checked as :mod:`haocha_analysis.ingest.storage` checks
+them) and runs the reduction on it, exactly as the pandas engine does on the same folder, with no
+shuffle. A group larger than ``EngineOptions.group_rows`` (a city larger than a worker) falls back
+to ``dask.dataframe``: one task per Parquet file, the rows moved to their case's partition
+(:mod:`.partition`), :mod:`.reduce` run per partition and the additive aggregates summed. Either way
+only the small aggregates travel back to the client.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -184,6 +188,79 @@ def row_count(files: Files) -> int:
     return total
 
 
+# --- locality groups -------------------------------------------------------------------------------
+
+CITY_PREFIX = "city="
+
+
+@dataclass(frozen=True)
+class Group:
+    """A locality group: every record of one city's window (cases with all their evaluations).
+
+    Attributes:
+        key: the city key of a province's ``city=<key>`` folder ("" for a one-city folder).
+        files: the window's Parquet files per table.
+        rows: cases + evaluations rows of the window (from the Parquet footers).
+    """
+
+    key: str
+    files: dict[str, Files]
+    rows: int
+
+
+def locality_groups(url: str) -> dict[str, str]:
+    """City key → folder URL: the ``city=<key>`` folders of a province, else ``{"": url}``."""
+    fs, root = fsspec.core.url_to_fs(str(url))
+    root = root.rstrip("/")
+    base = str(url).rstrip("/")
+    cities = {}
+    if fs.isdir(root):
+        for path in fs.ls(root, detail=False):
+            name = PurePosixPath(path).name
+            if name.startswith(CITY_PREFIX) and fs.isdir(path):
+                cities[name.removeprefix(CITY_PREFIX)] = f"{base}/{name}"
+    return dict(sorted(cities.items())) or {"": str(url)}
+
+
+def plan_groups(url: str, period: Period, columns: dict[str, list[str]]) -> list[Group]:
+    """The locality groups of a data folder with their window files and sizes."""
+    groups = []
+    for key, folder in locality_groups(url).items():
+        files = {table: window_files(folder, table, period) for table in columns}
+        rows = sum(row_count(files[t]) for t in ("cases", "evaluations") if t in files)
+        groups.append(Group(key, files, rows))
+    return groups
+
+
+def read_group(files: dict[str, Files], columns: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+    """A locality group's tables read whole, in the pandas load order (runs in a worker)."""
+    tables = {}
+    for table, table_files in files.items():
+        parts = [read_file(i, table_files, table, columns[table]) for i in range(len(table_files.paths))]
+        frame = pd.concat(parts, ignore_index=True) if parts else meta(table, columns[table])
+        tables[table] = in_load_order(frame, None)
+    return tables
+
+
+def _run_group(files: dict[str, Files], columns: dict[str, list[str]], reducer, *args):
+    return reducer(read_group(files, columns), *args)
+
+
+def group_task(group: Group, columns: dict[str, list[str]], reducer, *args) -> object:
+    """A delayed ``reducer(tables, *args)`` on the group's records, read where the task runs."""
+    return dask.delayed(_run_group, pure=True)(group.files, columns, reducer, *args)
+
+
+def compute_groups(tasks: dict[str, list], progress: bool = False) -> dict[str, list]:
+    """Compute every group's delayed parts in one graph; the results per group."""
+    keys = [key for key, parts in tasks.items() for _ in parts]
+    (flat,) = compute([part for parts in tasks.values() for part in parts], progress=progress)
+    results: dict[str, list] = {key: [] for key in tasks}
+    for key, result in zip(keys, flat, strict=True):
+        results[key].append(result)
+    return results
+
+
 # --- partitioning by case --------------------------------------------------------------------------
 
 
@@ -247,20 +324,27 @@ def _tables_partition(
     return table_counts(cases, evaluations, rectifications, period, limits)
 
 
-def tables_counts(
-    data_url: str, period: Period, options: EngineOptions, limits: ClosedLoopLimits | None = None
+def _tables_group(
+    tables: dict[str, pd.DataFrame], period: Period, limits: ClosedLoopLimits | None
 ) -> TableCounts:
-    """The tables' aggregates of a period, computed on the current Dask client.
+    return table_counts(tables["cases"], tables["evaluations"], tables["rectifications"], period, limits)
 
-    Args:
-        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``).
-        period: the statistical period.
-        options: the partition count and progress display.
-        limits: the city's 差评 closed-loop limits (default deadlines of the rectifications).
-    """
+
+def _table_columns() -> dict[str, list[str]]:
     columns = {table: list(cols) for table, cols in NEEDED_COLUMNS.items()}
     columns["cases"] = [*columns["cases"], "source_system"]
-    files = {table: window_files(data_url, table, period) for table in columns}
+    return columns
+
+
+def _tables_shuffled(
+    group: Group,
+    columns: dict[str, list[str]],
+    period: Period,
+    options: EngineOptions,
+    limits: ClosedLoopLimits | None,
+) -> list:
+    """The fallback for a group larger than a worker: delayed partial counts of a shuffle by case."""
+    files = group.files
     # Like the pandas load, nothing is dropped: a key repeated across period partitions is kept in load
     # order, and the linkage rule (core/linkage.py) takes its first row and marks the others.
     last_wins: dict[str, str | None] = dict.fromkeys(files)
@@ -270,14 +354,56 @@ def tables_counts(
     rect = in_load_order(rect, last_wins["rectifications"])
 
     frames = {t: read_table(files[t], t, columns[t]) for t in ("cases", "evaluations")}
-    n = options.partitions or max(
-        1, math.ceil((row_count(files["cases"]) + row_count(files["evaluations"])) / ROWS_PER_PARTITION)
-    )
+    n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
     parted = by_case(frames, n, options.progress)
     rect_shared = dask.delayed(rect, pure=True)
-    parts = [
+    return [
         dask.delayed(_tables_partition, pure=True)(c, e, rect_shared, period, last_wins, limits)
         for c, e in zip(parted["cases"].to_delayed(), parted["evaluations"].to_delayed(), strict=True)
     ]
-    (results,) = compute(parts, progress=options.progress)
-    return combine_table_counts(list(results), period)
+
+
+def tables_counts_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    limits_of: Callable[[str], ClosedLoopLimits | None] = lambda key: None,
+) -> dict[str, TableCounts]:
+    """The tables' aggregates of every locality group (city) of a folder, on the current client.
+
+    Args:
+        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``); a
+            province folder holds one ``city=<key>`` folder per city.
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        limits_of: a city's 差评 closed-loop limits from its key (default deadlines of the
+            rectifications).
+
+    Returns:
+        City key ("" for a one-city folder) → its counts.
+    """
+    columns = _table_columns()
+    tasks = {}
+    for group in plan_groups(data_url, period, columns):
+        limits = limits_of(group.key)
+        if group.rows <= options.group_rows:
+            tasks[group.key] = [group_task(group, columns, _tables_group, period, limits)]
+        else:
+            tasks[group.key] = _tables_shuffled(group, columns, period, options, limits)
+    results = compute_groups(tasks, options.progress)
+    return {key: combine_table_counts(parts, period) for key, parts in results.items()}
+
+
+def tables_counts(
+    data_url: str, period: Period, options: EngineOptions, limits: ClosedLoopLimits | None = None
+) -> TableCounts:
+    """The tables' aggregates of a period (all the folder's records), on the current Dask client.
+
+    Args:
+        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``).
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        limits: the city's 差评 closed-loop limits (default deadlines of the rectifications).
+    """
+    groups = tables_counts_by_group(data_url, period, options, lambda key: limits)
+    return combine_table_counts(list(groups.values()), period)
