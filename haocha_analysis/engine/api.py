@@ -6,11 +6,14 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from haocha_analysis.core.coverage import Coverage
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
-from haocha_analysis.core.reference import ClosedLoopLimits
+from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.engine import ENGINES, EngineOptions
 from haocha_analysis.engine.reduce import TableCounts
+from haocha_analysis.quality.report import QualityCounts
+from haocha_analysis.quality.settings import QualitySettings
 
 
 def _check(options: EngineOptions) -> None:
@@ -49,3 +52,34 @@ def tables_counts(
     from haocha_analysis.engine import dask_backend
 
     return dask_backend.tables_counts(str(data), period, options, limits)
+
+
+def quality_counts(
+    data: str | Path,
+    period: Period,
+    ref: CityReference,
+    settings: QualitySettings,
+    options: EngineOptions = EngineOptions(),
+) -> tuple[QualityCounts, Coverage]:
+    """The quality report's counts and the records' coverage (for dask: inside :func:`session`).
+
+    The report itself is :func:`haocha_analysis.quality.report.quality_report` of these counts,
+    whichever engine counted.
+    """
+    _check(options)
+    if options.engine == "pandas":
+        from haocha_analysis.core.coverage import coverage
+        from haocha_analysis.quality.report import combine_quality_counts
+        from haocha_analysis.quality.report import quality_counts as count
+        from haocha_analysis.quality.run import load_quality_data
+
+        tables = load_quality_data(Path(data), period)
+        return combine_quality_counts([count(ref, tables, period, settings)], settings), coverage(
+            tables, period
+        )
+    from haocha_analysis.engine import dask_backend
+
+    (result,) = dask_backend.quality_counts_by_group(
+        str(data), period, options, lambda key: ref, lambda key: settings
+    ).values()
+    return result

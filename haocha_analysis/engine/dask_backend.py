@@ -26,10 +26,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from haocha_analysis.analysis.metrics import NEEDED_COLUMNS
+from haocha_analysis.core.coverage import Coverage, coverage
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
-from haocha_analysis.core.reference import ClosedLoopLimits
-from haocha_analysis.core.schemas import coerce
+from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
+from haocha_analysis.core.schemas import DTYPES, coerce
 from haocha_analysis.engine import EngineOptions
 from haocha_analysis.engine.partition import (
     GROUP,
@@ -43,8 +44,10 @@ from haocha_analysis.engine.partition import (
     partition_of,
     trimmed,
 )
-from haocha_analysis.engine.reduce import TableCounts, combine_table_counts, table_counts
+from haocha_analysis.engine.reduce import TableCounts, combine_coverage, combine_table_counts, table_counts
 from haocha_analysis.ingest.storage import available_columns, finish_read, window_labels
+from haocha_analysis.quality.report import QualityCounts, combine_quality_counts, quality_counts
+from haocha_analysis.quality.settings import QualitySettings
 
 # Rows per partition after the shuffle by case when the partition count is not given.
 ROWS_PER_PARTITION = 2_000_000
@@ -407,3 +410,78 @@ def tables_counts(
     """
     groups = tables_counts_by_group(data_url, period, options, lambda key: limits)
     return combine_table_counts(list(groups.values()), period)
+
+
+# --- the quality report ----------------------------------------------------------------------------
+
+
+def _quality_group(
+    tables: dict[str, pd.DataFrame], ref: CityReference, period: Period, settings: QualitySettings
+) -> tuple[QualityCounts, Coverage]:
+    return quality_counts(ref, tables, period, settings), coverage(tables, period)
+
+
+def _quality_partition(
+    cases: pd.DataFrame,
+    evaluations: pd.DataFrame,
+    ref: CityReference,
+    period: Period,
+    settings: QualitySettings,
+) -> tuple[QualityCounts, Coverage]:
+    # The index is the load order: the issues list keeps the first records of the whole window.
+    tables = {
+        "cases": in_load_order(cases.reset_index(drop=True), None, keep_order=True),
+        "evaluations": in_load_order(evaluations.reset_index(drop=True), None, keep_order=True),
+    }
+    return _quality_group(tables, ref, period, settings)
+
+
+def _quality_shuffled(
+    group: Group,
+    columns: dict[str, list[str]],
+    ref: CityReference,
+    period: Period,
+    settings: QualitySettings,
+    options: EngineOptions,
+) -> list:
+    frames = {t: read_table(group.files[t], t, columns[t]) for t in ("cases", "evaluations")}
+    n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
+    parted = by_case(frames, n, options.progress)
+    return [
+        dask.delayed(_quality_partition, pure=True)(c, e, ref, period, settings)
+        for c, e in zip(parted["cases"].to_delayed(), parted["evaluations"].to_delayed(), strict=True)
+    ]
+
+
+def quality_counts_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    settings: Callable[[str], QualitySettings],
+) -> dict[str, tuple[QualityCounts, Coverage]]:
+    """The quality counts and coverage of every locality group (city) of a folder.
+
+    Args:
+        data_url: canonical Parquet tables (a folder or an fsspec URL; a province: ``city=<key>``).
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        refs: a city's reference data from its key ("" for a one-city folder).
+        settings: a city's quality thresholds from its key.
+    """
+    columns = {table: list(DTYPES[table]) for table in ("cases", "evaluations")}
+    tasks = {}
+    for group in plan_groups(data_url, period, columns):
+        ref, limits = refs(group.key), settings(group.key)
+        if group.rows <= options.group_rows:
+            tasks[group.key] = [group_task(group, columns, _quality_group, ref, period, limits)]
+        else:
+            tasks[group.key] = _quality_shuffled(group, columns, ref, period, limits, options)
+    results = compute_groups(tasks, options.progress)
+    return {
+        key: (
+            combine_quality_counts([counts for counts, _ in parts], settings(key)),
+            combine_coverage([cov for _, cov in parts], period),
+        )
+        for key, parts in results.items()
+    }
