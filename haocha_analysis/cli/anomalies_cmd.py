@@ -9,22 +9,26 @@ import click
 from haocha_analysis.cli import (
     check_coverage,
     city_option,
-    data_option,
     out_option,
     period_option,
+    report_coverage,
     user_errors,
 )
+from haocha_analysis.cli.engine_opts import data_url_option, engine_options
 from haocha_analysis.core.periods import resolve_period
 
 
 @click.command("anomalies")
 @city_option
 @period_option
-@data_option
+@data_url_option
 @out_option
 @click.option("--history", "history_n", default=4, show_default=True, help="用作历史比较的此前统计期个数")
+@engine_options
 @user_errors
-def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, history_n: int) -> None:
+def anomalies_command(
+    city: str, period: str, data_dir: str, out_dir: Path, history_n: int, engine: object
+) -> None:
     """异常发现：写出按严重程度排序的异常清单（anomalies.csv / anomalies.xlsx）。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     import time
@@ -37,11 +41,21 @@ def anomalies_command(city: str, period: str, data_dir: Path, out_dir: Path, his
     t0 = time.perf_counter()
     ref = load_city(city)
     p = resolve_period(period)
-    with outputs.claim(out_dir, "anomalies", {"--data": data_dir, "--city": ref.path}) as out:
-        data = load_period(data_dir, p)
-        check_coverage(data, p, data_dir)
-        history = load_history(data_dir, p, history_n)
-        findings = detect(ref, data, p, history)
+    local = None if "://" in str(data_dir) else Path(data_dir)
+    with outputs.claim(out_dir, "anomalies", {"--data": local, "--city": ref.path}) as out:
+        if engine.engine == "pandas":
+            data = load_period(local, p)
+            check_coverage(data, p, local)
+            history = load_history(local, p, history_n)
+            findings = detect(ref, data, p, history)
+        else:
+            # Partitioned by city: a city's screening is one task (engine/dask_backend.py says why).
+            from haocha_analysis.engine.api import anomaly_findings, session
+
+            with session(engine):
+                findings, cov, history_found = anomaly_findings(data_dir, p, ref, history_n, engine)
+            report_coverage(cov, Path(data_dir))
+            history = range(history_found)
         paths = write_outputs(findings, out)
     counts = findings["kind_cn"].value_counts()
     click.echo(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pandas as pd
 
 from haocha_analysis.core.coverage import Coverage
 from haocha_analysis.core.errors import HaochaInputError
@@ -54,6 +56,19 @@ def tables_counts(
     return dask_backend.tables_counts(str(data), period, options, limits)
 
 
+def tables_counts_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    limits_of: Callable[[str], ClosedLoopLimits | None],
+) -> dict[str, TableCounts]:
+    """Dask: the tables' aggregates of every city of a province folder (inside :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.tables_counts_by_group(str(data), period, options, limits_of)
+
+
 def quality_counts(
     data: str | Path,
     period: Period,
@@ -81,5 +96,29 @@ def quality_counts(
 
     (result,) = dask_backend.quality_counts_by_group(
         str(data), period, options, lambda key: ref, lambda key: settings
+    ).values()
+    return result
+
+
+def anomaly_findings(
+    data: str | Path,
+    period: Period,
+    ref: CityReference,
+    history_n: int,
+    options: EngineOptions = EngineOptions(),
+) -> tuple[pd.DataFrame, Coverage, int]:
+    """A city's findings, its records' coverage and its history periods (dask: inside :func:`session`).
+
+    An empty period comes back with an empty coverage and no findings (the caller refuses it).
+    """
+    _check(options)
+    if options.engine == "pandas":
+        from haocha_analysis.engine import pandas_backend
+
+        return pandas_backend.anomaly_findings(data, ref, period, history_n)
+    from haocha_analysis.engine import dask_backend
+
+    (result,) = dask_backend.anomalies_by_group(
+        str(data), period, options, lambda key: ref, history_n
     ).values()
     return result

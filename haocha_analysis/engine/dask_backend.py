@@ -32,6 +32,7 @@ from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.core.schemas import DTYPES, coerce
 from haocha_analysis.engine import EngineOptions
+from haocha_analysis.engine.pandas_backend import anomaly_findings
 from haocha_analysis.engine.partition import (
     GROUP,
     ORDER,
@@ -485,3 +486,36 @@ def quality_counts_by_group(
         )
         for key, parts in results.items()
     }
+
+
+# --- the anomaly screening -------------------------------------------------------------------------
+
+
+def anomalies_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    history_n: int,
+) -> dict[str, tuple[pd.DataFrame, Coverage, int]]:
+    """The findings of every city of a folder, one task per city (findings, coverage, history periods).
+
+    The detectors compare a unit with its own records (bursts of re-entry, lags, devices) and with
+    its peers of the same city (level medians), so the partition is the city: a unit never spans
+    partitions and a city's screening runs where the city's folder is read — the same loading and
+    detection as the pandas engine, cities in parallel. A city is not split further (no shuffle
+    fallback): its window must fit one worker. The folder must be one the workers can read as a path
+    (a local or shared disk).
+    """
+    if "://" in str(data_url) and not str(data_url).startswith("file://"):
+        raise HaochaInputError(
+            "dask 引擎的异常发现需要各工作进程都能按路径读取的数据目录",
+            file=str(data_url),
+            fix="把规范表放在本机或共享盘（NFS 等）上，用目录路径作 --data；或用 --engine pandas",
+        )
+    root = str(data_url).removeprefix("file://")
+    tasks = {
+        key: [dask.delayed(anomaly_findings, pure=True)(folder, refs(key), period, history_n)]
+        for key, folder in locality_groups(root).items()
+    }
+    return {key: parts[0] for key, parts in compute_groups(tasks, options.progress).items()}
