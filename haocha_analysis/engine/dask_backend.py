@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 import dask
 import dask.dataframe as dd
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -277,15 +278,56 @@ def _with_part(frame: pd.DataFrame, merged: dict[str, str], n: int) -> pd.DataFr
     return frame.assign(**{PART: partition_of(frame[GROUP], merged, n)})
 
 
+_HASHED_META = pd.DataFrame({"h_eval": pd.Series(dtype="uint64"), "h_group": pd.Series(dtype="uint64")})
+_PAIRS_META = pd.DataFrame({"eval_id": pd.Series(dtype="str"), GROUP: pd.Series(dtype="str")})
+
+
+def _hashed_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """(eval id hash, group hash) of a partition's evaluations with an id, each pair once."""
+    ids = trimmed(frame["eval_id"])
+    keep = (ids != "").to_numpy()
+    return pd.DataFrame(
+        {
+            "h_eval": pd.util.hash_pandas_object(ids[keep], index=False).to_numpy(),
+            "h_group": pd.util.hash_pandas_object(frame.loc[keep, GROUP], index=False).to_numpy(),
+        }
+    ).drop_duplicates()
+
+
+def _candidate_rows(frame: pd.DataFrame, candidates: np.ndarray) -> pd.DataFrame:
+    """The (eval_id trimmed, group) rows whose eval id hash is a candidate."""
+    ids = trimmed(frame["eval_id"])
+    hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+    keep = np.isin(hashed, candidates) & (ids != "").to_numpy()
+    return pd.DataFrame({"eval_id": ids[keep].to_numpy(), GROUP: frame.loc[keep, GROUP].to_numpy()})
+
+
 def _shared_eval_ids(evaluations: dd.DataFrame, progress: bool) -> pd.DataFrame:
-    """(eval_id, group) of the evaluation ids found under more than one group key (few or none)."""
-    pairs = evaluations[["eval_id", GROUP]].assign(eval_id=evaluations["eval_id"].map_partitions(trimmed))
-    pairs = pairs[pairs["eval_id"] != ""].drop_duplicates(split_out=True)
-    per_id = pairs["eval_id"].value_counts(split_out=True).rename("groups").reset_index()
-    shared = per_id.loc[per_id["groups"] > 1, ["eval_id"]]
-    joined = pairs.merge(shared, on="eval_id", how="inner")
-    (result,) = compute(joined, progress=progress)
-    return result
+    """(eval_id, group) of the evaluation ids found under more than one group key (few or none).
+
+    Two passes, so that only numbers are shuffled: the distinct (id hash, group hash) pairs give the
+    candidate ids (a hash under two group hashes); the candidates' rows are then read back with
+    their texts and the rule is decided on the texts (a hash collision only adds a candidate, which
+    the texts then clear).
+    """
+    pairs = evaluations.map_partitions(
+        _hashed_pairs,
+        meta=_HASHED_META,
+    ).drop_duplicates(split_out=True)
+    per_id = pairs["h_eval"].value_counts(split_out=True)
+    (counted,) = compute(per_id[per_id > 1], progress=progress)
+    candidates = np.sort(counted.index.to_numpy(dtype="uint64"))
+    if not len(candidates):
+        return _PAIRS_META
+    rows = evaluations.map_partitions(
+        _candidate_rows,
+        candidates,
+        meta=_PAIRS_META,
+    )
+    (found,) = compute(rows, progress=progress)
+    found = found.drop_duplicates()
+    shared = found.groupby("eval_id")[GROUP].transform("nunique") > 1
+    return found.loc[shared].reset_index(drop=True)
 
 
 def by_case(
