@@ -87,6 +87,17 @@ def city_data(data: str | Path, key: str) -> str:
     return f"{str(data).rstrip('/')}/{CITY_PREFIX}{key}"
 
 
+def city_result(results: dict, key: str, data: str | Path) -> object:
+    """A city's result from an engine's results by city folder; a city without a folder is refused."""
+    if key not in results:
+        raise HaochaInputError(
+            f"数据目录中没有城市 {key} 的规范表",
+            file=city_data(data, key),
+            fix="每个城市的规范表放在数据目录下的 city=<城市> 子目录中（province.yml 列出的每个城市）",
+        )
+    return results[key]
+
+
 def rollup(province: Province, results: dict[str, TablesResult]) -> pd.DataFrame:
     """The 各市 roll-up (numbers; 评价率 a fraction) from each city's tables, and a 合计 row."""
     rows = []

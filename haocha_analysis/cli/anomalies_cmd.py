@@ -35,13 +35,18 @@ def anomalies_command(
 
     from haocha_analysis.analysis.anomalies.findings import detect, write_outputs
     from haocha_analysis.analysis.anomalies.run import load_history, load_period
+    from haocha_analysis.analysis.province import is_province
     from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
     t0 = time.perf_counter()
-    ref = load_city(city)
     p = resolve_period(period)
     local = None if "://" in str(data_dir) else Path(data_dir)
+    if is_province(city):
+        _province(Path(city), p, data_dir, local, out_dir, history_n, engine)
+        click.echo(f"用时 {time.perf_counter() - t0:.1f} 秒")
+        return
+    ref = load_city(city)
     with outputs.claim(out_dir, "anomalies", {"--data": local, "--city": ref.path}) as out:
         if engine.engine == "pandas":
             data = load_period(local, p)
@@ -68,6 +73,36 @@ def anomalies_command(
         click.echo(f"  {name}：{c}")
     for path in paths:
         click.echo(f"已写出 {path}")
+
+
+def _province(
+    folder: Path, p: object, data: str, local: Path | None, out_dir: Path, history_n: int, engine: object
+) -> None:
+    """A province folder: each city's findings in ``<out>/<city key>/`` (a city is one partition)."""
+    from haocha_analysis.analysis.anomalies.findings import write_outputs
+    from haocha_analysis.analysis.province import city_data, city_result, load_province
+    from haocha_analysis.core import outputs
+    from haocha_analysis.core.coverage import require_records
+
+    province = load_province(folder)
+    with outputs.claim(out_dir, "anomalies", {"--data": local, "--city": province.path}) as out:
+        if engine.engine == "pandas":
+            from haocha_analysis.engine.pandas_backend import anomaly_findings
+
+            found = {
+                key: anomaly_findings(city_data(data, key), ref, p, history_n)
+                for key, ref in province.cities.items()
+            }
+        else:
+            from haocha_analysis.engine.api import anomalies_by_group, session
+
+            with session(engine):
+                found = anomalies_by_group(data, p, engine, lambda key: province.cities[key], history_n)
+        for key, ref in province.cities.items():
+            findings, cov, _ = city_result(found, key, data)
+            require_records(cov, city_data(data, key))
+            write_outputs(findings, out / key)
+            click.echo(f"{key} {ref.city_name}：发现 {len(findings)} 条异常")
 
 
 COMMANDS = [anomalies_command]

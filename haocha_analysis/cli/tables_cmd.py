@@ -111,7 +111,7 @@ def _province(
 ) -> None:
     """A province: each city's annexes in ``<out>/<city key>/``, and the 各市 roll-up in ``<out>/``."""
     from haocha_analysis.analysis.annexes import build_tables, load_period_data, tables_from_counts
-    from haocha_analysis.analysis.province import city_data, load_province, rollup, write_rollup
+    from haocha_analysis.analysis.province import city_data, city_result, load_province, rollup, write_rollup
     from haocha_analysis.core import outputs
 
     province = load_province(folder)
@@ -131,14 +131,8 @@ def _province(
             with session(engine):
                 counts = tables_counts_by_group(data, p, engine, lambda key: province.cities[key].limits)
             for key, ref in province.cities.items():
-                if key not in counts:
-                    raise HaochaInputError(
-                        f"数据目录中没有城市 {key} 的规范表",
-                        file=city_data(data, key),
-                        fix="每个城市的规范表放在数据目录下的 city=<城市> 子目录中",
-                    )
-                report_coverage(counts[key].coverage, Path(city_data(data, key)))
-                c = counts[key]
+                c = city_result(counts, key, data)
+                report_coverage(c.coverage, Path(city_data(data, key)))
                 results[key] = tables_from_counts(ref, c.units, c.systems, p, extracted)
         for key, ref in province.cities.items():
             _report(ref, p, results[key], out / key)

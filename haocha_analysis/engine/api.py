@@ -122,3 +122,31 @@ def anomaly_findings(
         str(data), period, options, lambda key: ref, history_n
     ).values()
     return result
+
+
+def quality_counts_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    settings: Callable[[str], QualitySettings],
+) -> dict[str, tuple[QualityCounts, Coverage]]:
+    """Dask: the quality counts and coverage of every city of a province folder (in :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.quality_counts_by_group(str(data), period, options, refs, settings)
+
+
+def anomalies_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    history_n: int,
+) -> dict[str, tuple[pd.DataFrame, Coverage, int]]:
+    """Dask: every city's findings, coverage and history periods (inside :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.anomalies_by_group(str(data), period, options, refs, history_n)
