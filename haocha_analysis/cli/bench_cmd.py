@@ -20,10 +20,11 @@ from haocha_analysis.core.errors import HaochaInputError
 @click.option("--period", default="2023Q2")
 @click.option(
     "--engines",
-    default="",
-    help="只做 pandas 与 Dask 引擎对比（tables、quality、anomalies，整个进程树的 CPU 与峰值内存）："
-    "逗号分隔的单市规模，如 1,4；写到 --out 下的 engines/",
+    is_flag=True,
+    help="只做 pandas 与 Dask 引擎对比（tables、quality、anomalies，整个进程树的 CPU 与峰值内存），"
+    "写到 --out 下的 engines/",
 )
+@click.option("--engine-scales", default="1,4", show_default=True, help="引擎对比的单市规模（逗号分隔）")
 @click.option(
     "--engine-province", type=int, default=16, show_default=True, help="引擎对比中省级的城市数；0 跳过"
 )
@@ -37,7 +38,8 @@ def bench_command(
     province_scale: float,
     city: str,
     period: str,
-    engines: str,
+    engines: bool,
+    engine_scales: str,
     engine_province: int,
     workers: int,
 ) -> None:
@@ -48,9 +50,9 @@ def bench_command(
     from haocha_analysis.core import outputs
 
     if engines:
-        engine_scales = [float(s) for s in engines.split(",") if s]
+        scale_list = [float(s) for s in engine_scales.split(",") if s]
         with outputs.claim(out_dir / "engines", "bench") as out:
-            results = run_engine_bench(out, engine_scales, city, period, workers, engine_province)
+            results = run_engine_bench(out, scale_list, city, period, workers, engine_province)
         click.echo((out_dir / "engines" / "engines.md").read_text(encoding="utf-8"))
         sys.exit(0 if all(r.get("ok") for r in results) else 1)
     scale_list = [float(s) for s in scales.split(",") if s]
