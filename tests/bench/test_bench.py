@@ -18,3 +18,23 @@ def test_bench_harness_runs_every_stage_at_a_tiny_scale(tmp_path):
     assert saved["cores"] >= 1 and len(saved["results"]) == len(STAGES)
     table = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "| tables | 0.01 |" in table and "×" in table
+
+
+def test_measure_tree_counts_the_children_of_the_process(tmp_path):
+    """A parent that starts a child holding ~200 MB and spinning: the tree's peak and CPU include it."""
+    import sys
+
+    from haocha_analysis.bench.run import measure_tree
+
+    child = (
+        "import time; x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096])\n"
+        "t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
+    )
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    measured = measure_tree([sys.executable, "-c", parent], poll_s=0.05)
+    assert measured["ok"], measured["error"]
+    assert measured["peak_mb"] >= 200  # the child's memory, not only the parent's (~10 MB)
+    assert measured["cpu_s"] >= 1.0  # the child's CPU second, waited for by the parent
+    assert measured["wall_s"] >= 1.0
+    failed = measure_tree([sys.executable, "-c", "raise SystemExit(3)"])
+    assert not failed["ok"]
