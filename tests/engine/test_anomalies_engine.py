@@ -7,22 +7,12 @@ import pytest
 from click.testing import CliRunner
 
 from haocha_analysis.cli import cli
-from tests.engine.test_quality_engine import _same_every_file
+from tests.engine.test_quality_engine import engines_agree
 from tests.engine.test_tables_engine import _edge_folder
 
 
-def _anomalies(city: str, data: str, out, *extra: str, env=None) -> str:
-    args = ["anomalies", "--city", city, "--period", "2023Q2", "--data", data, "--out", str(out), *extra]
-    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_anomalies_dask_equals_pandas_on_a_small_city(tmp_path, dask_client, small_zibo):
-    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
-    said = _anomalies("zibo", str(small_zibo), tmp_path / "pandas")
-    said_dask = _anomalies("zibo", str(small_zibo), tmp_path / "dask", "--engine", "dask", env=env)
-    _same_every_file(tmp_path / "pandas", tmp_path / "dask")
+    said, said_dask = engines_agree("anomalies", "zibo", small_zibo, tmp_path, dask_client)
     findings = pd.read_csv(tmp_path / "dask" / "anomalies.csv", dtype=str)
     assert len(findings) > 0  # findings were compared, not two empty lists
     # The summary line (findings, units, history periods) is the same, bar the time taken.
@@ -31,11 +21,7 @@ def test_anomalies_dask_equals_pandas_on_a_small_city(tmp_path, dask_client, sma
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-partition", "q1-and-q2"])
 def test_anomalies_dask_equals_pandas_on_edge_cases(tmp_path, dask_client, qinghe, split):
-    folder = _edge_folder(tmp_path, split)
-    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
-    _anomalies(str(qinghe.path), str(folder), tmp_path / "pandas")
-    _anomalies(str(qinghe.path), str(folder), tmp_path / "dask", "--engine", "dask", env=env)
-    _same_every_file(tmp_path / "pandas", tmp_path / "dask")
+    engines_agree("anomalies", str(qinghe.path), _edge_folder(tmp_path, split), tmp_path, dask_client)
 
 
 def test_anomalies_dask_refuses_a_url_it_cannot_read_as_a_path(tmp_path):

@@ -84,12 +84,8 @@ def test_the_bench_province_keeps_the_template_units(zibo):
 
 @pytest.mark.parametrize("verb", ["quality", "anomalies"])
 def test_province_quality_and_anomalies_dask_equal_pandas(tmp_path, dask_client, province, verb):
-    from tests.engine.test_quality_engine import _same_every_file
+    from tests.engine.test_quality_engine import engines_agree
 
-    base = [verb, "--city", str(province), "--data", str(province), "--period", "2023Q2"]
-    _run([*base, "--out", str(tmp_path / "pandas")])
-    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
-    _run([*base, "--out", str(tmp_path / "dask"), "--engine", "dask"], env)
+    engines_agree(verb, str(province), province, tmp_path, dask_client)  # every city's folder
     for key in ("c01", "c02", "c03"):
-        assert any((tmp_path / "pandas" / key).iterdir())
-        _same_every_file(tmp_path / "pandas" / key, tmp_path / "dask" / key)
+        assert any(p.suffix == ".csv" for p in (tmp_path / "dask" / key).iterdir())

@@ -19,36 +19,47 @@ from tests.engine.test_tables_engine import _edge_folder
 Q2 = parse_period("2023Q2")
 
 
-def _quality(city: str, data: str, out, *extra: str, env=None) -> None:
-    args = ["quality", "--city", city, "--period", "2023Q2", "--data", data, "--out", str(out), *extra]
+def _run(verb: str, city: str, data: str, out, *extra: str, env=None) -> str:
+    args = [verb, "--city", city, "--period", "2023Q2", "--data", data, "--out", str(out), *extra]
     result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    return result.output
 
 
-def _same_every_file(left, right) -> None:
-    """CSV, JSON and XLSX cell for cell (``_same_files``), and every other file byte for byte."""
-    _same_files(left, right)
+def same_every_file(left, right) -> None:
+    """CSV, JSON and XLSX cell for cell (``_same_files``), every other file byte for byte; folders too."""
+    assert sorted(p.name for p in left.iterdir()) == sorted(p.name for p in right.iterdir()), left
+    if any(p.suffix == ".csv" for p in left.iterdir()):
+        _same_files(left, right)
     for path in left.iterdir():
-        if path.suffix not in (".csv", ".json", ".xlsx"):
+        if path.is_dir():
+            same_every_file(path, right / path.name)
+        elif path.suffix not in (".csv", ".json", ".xlsx"):
             assert path.read_bytes() == (right / path.name).read_bytes(), path.name
+
+
+def engines_agree(verb: str, city: str, data, tmp_path, client) -> tuple[str, str]:
+    """Run ``haocha <verb>`` on pandas and on Dask (``client``'s cluster); every file equal.
+
+    Returns:
+        What each engine's run printed (pandas, dask); the outputs are in ``tmp_path/pandas|dask``.
+    """
+    env = {"DASK_SCHEDULER_ADDRESS": client.scheduler.address}
+    said = _run(verb, city, str(data), tmp_path / "pandas")
+    said_dask = _run(verb, city, str(data), tmp_path / "dask", "--engine", "dask", env=env)
+    same_every_file(tmp_path / "pandas", tmp_path / "dask")
+    return said, said_dask
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-partition", "q1-and-q2"])
 def test_quality_cli_dask_equals_pandas_on_edge_cases(tmp_path, dask_client, qinghe, split):
-    folder = _edge_folder(tmp_path, split)
-    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
-    _quality(str(qinghe.path), str(folder), tmp_path / "pandas")
-    _quality(str(qinghe.path), str(folder), tmp_path / "dask", "--engine", "dask", env=env)
-    _same_every_file(tmp_path / "pandas", tmp_path / "dask")
+    engines_agree("quality", str(qinghe.path), _edge_folder(tmp_path, split), tmp_path, dask_client)
     issues = pd.read_csv(tmp_path / "dask" / "quality_issues.csv", dtype=str)
     assert len(issues) > 0  # the edge cases have listed problems: the issues list was compared
 
 
 def test_quality_cli_dask_equals_pandas_on_a_small_city(tmp_path, dask_client, small_zibo):
-    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
-    _quality("zibo", str(small_zibo), tmp_path / "pandas")
-    _quality("zibo", str(small_zibo), tmp_path / "dask", "--engine", "dask", env=env)
-    _same_every_file(tmp_path / "pandas", tmp_path / "dask")
+    engines_agree("quality", "zibo", small_zibo, tmp_path, dask_client)
 
 
 @pytest.mark.parametrize("partitions", [1, 3, 8])
