@@ -190,7 +190,10 @@ def sample_rows(rng: np.random.Generator, group: np.ndarray, probs: np.ndarray) 
     cum[:, -1] = 1.0 + 1e-9
     flat = (cum + np.arange(len(probs))[:, None]).ravel()
     pos = np.searchsorted(flat, group + rng.random(len(group)), side="right")
-    return (pos - group.astype(np.int64) * k).astype(np.int64)
+    # A draw within 1e-9 of its group's start lands before the group (the previous group's last bound
+    # is g + 1e-9), one rounded up to g + 1 after it: both are the group's edge category, not -1 or k
+    # (a missing channel: one in ~10^9 rows, seen at scale 4).
+    return np.clip(pos - group.astype(np.int64) * k, 0, k - 1).astype(np.int64)
 
 
 def rank_within(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
