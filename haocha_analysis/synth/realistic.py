@@ -66,6 +66,8 @@ from haocha_analysis.synth.records import (
     sample_rows,
     to_frames,
 )
+from haocha_analysis.synth.truth import SynthResult, build_truth_entries, record_level_counts
+from haocha_analysis.synth.truth import named_rng as _rng
 
 MODEL = "realistic"
 # Quarterly cases at scale 1 by unit kind: median and lognormal sigma (heavy-tailed: a few units have
@@ -88,12 +90,6 @@ WORKDAYS_PER_QUARTER = 61.0
 HALL = (KIND_DEPT, KIND_WINDOW, KIND_TOWN, KIND_CITY)
 AGENT_CASES = (25, 40)
 SELF_SERVICE_SHARE = 0.4  # 24-hour units: cases done at the self-service terminal
-
-
-def _rng(seed: int, *names: str) -> np.random.Generator:
-    from haocha_analysis.synth.generate import _rng as named_rng
-
-    return named_rng(seed, *names)
 
 
 def _u(rng: np.random.Generator, spec, default) -> float:
@@ -777,8 +773,6 @@ def _population(plan: pd.DataFrame) -> int:
 
 def generate_realistic(ref: CityReference, period: Period, scale: float, seed: int, scen: dict):
     """The last quarter of a realistic city, with its anomalies and their truth (a SynthResult)."""
-    from haocha_analysis.synth.generate import SynthResult, build_truth_entries, record_level_counts
-
     started = time.perf_counter()
     city = build_city(ref, scale, seed, scen)
     rng = _rng(seed, ref.key, MODEL, period.label, "plan")
