@@ -59,9 +59,9 @@ from haocha_analysis.synth.records import (
     Records,
     _comments,
     cap_to_period,
+    case_rows,
     channel_delays,
     lognormal_delay,
-    make_operators,
     office_times,
     sample_rows,
     to_frames,
@@ -289,25 +289,18 @@ def quarter_records(
     reported = finished + rng.integers(5, 291, n)
     late = rng.random(n) < plan["late_case"].to_numpy()[unit]
     reported[late] = finished[late] + lognormal_delay(rng, int(late.sum()), 3 * 3600, 1.0, 400, 3 * DAY)
-    count = catalogue["count"][unit]
-    within = np.minimum((count * rng.random(n) ** 2.5).astype(np.int64), np.maximum(count - 1, 0))
-    matter = catalogue["offset"][unit] + within
-    frequent = rng.random(n) < 0.05
-    person = np.where(frequent, rng.integers(0, max(population // 50, 1), n), rng.integers(0, population, n))
-    operators, op_offset, op_count = make_operators(
-        plan.assign(cases=plan["base_cases"].round().astype(np.int64))
+    cases, (operators, op_offset, op_count) = case_rows(
+        rng,
+        unit,
+        accepted,
+        finished,
+        reported,
+        catalogue,
+        population,
+        plan.assign(cases=plan["base_cases"].round().astype(np.int64)),
     )
-    operator = (op_offset[unit] + (rng.random(n) * op_count[unit]).astype(np.int64)).astype(np.int32)
+    person, operator = cases["person"], cases["operator"]
     operator[self_service] = -1
-    cases = {
-        "unit": unit,
-        "matter": matter,
-        "accepted": accepted,
-        "finished": finished,
-        "reported": reported,
-        "person": person,
-        "operator": operator,
-    }
 
     # --- first evaluations of cases ---
     rows = np.flatnonzero(rng.random(n) < trait["eval_rate"][unit])
