@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 ENGINES = ("pandas", "dask")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
-# Rows (cases + evaluations of the window) up to which a locality group is reduced by one task.
-# About 25 M rows is a 淄博-sized city at scale 4 (~2.5 GB in a worker's pandas frames); a larger
-# group is shuffled by case into partitions of ~2 M rows.
+# A locality group (cases + evaluations rows of a city's window) is reduced by one task when it fits
+# a worker: at most the smallest worker memory limit / BYTES_PER_ROW rows (measured: 190-380 bytes per
+# window row for tables and quality in one process, whole-process peak; 400 leaves room), else
+# GROUP_ROWS when the workers have no limit. A larger group is shuffled by case into ~2 M-row parts.
+BYTES_PER_ROW = 400
 GROUP_ROWS = 25_000_000
 
 
@@ -43,7 +45,8 @@ class EngineOptions:
         partitions: output partitions of the shuffle by case (0 = from the row count).
         progress: show a progress bar while the cluster works.
         group_rows: a locality group of at most this many rows is reduced whole by one task;
-            a larger one is shuffled by case (0 = shuffle every group).
+            a larger one is shuffled by case (0 = shuffle every group; None = from the workers'
+            memory limit, see ``BYTES_PER_ROW``).
     """
 
     engine: str = "pandas"
@@ -52,7 +55,7 @@ class EngineOptions:
     memory_limit: str = "auto"
     partitions: int = 0
     progress: bool = False
-    group_rows: int = GROUP_ROWS
+    group_rows: int | None = None
 
     @property
     def scheduler_address(self) -> str:

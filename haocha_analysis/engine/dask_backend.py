@@ -32,7 +32,7 @@ from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.core.schemas import DTYPES, coerce
-from haocha_analysis.engine import EngineOptions
+from haocha_analysis.engine import BYTES_PER_ROW, GROUP_ROWS, EngineOptions
 from haocha_analysis.engine.pandas_backend import anomaly_findings
 from haocha_analysis.engine.partition import (
     GROUP,
@@ -256,6 +256,19 @@ def group_task(group: Group, columns: dict[str, list[str]], reducer, *args) -> o
     return dask.delayed(_run_group, pure=True)(group.files, columns, reducer, *args)
 
 
+def group_limit(options: EngineOptions) -> int:
+    """Rows up to which a locality group is one task: given, else from the workers' memory limit."""
+    if options.group_rows is not None:
+        return options.group_rows
+    from distributed import get_client
+
+    workers = get_client().scheduler_info().get("workers", {}).values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if limits and min(limits) > 0:
+        return min(limits) // BYTES_PER_ROW
+    return GROUP_ROWS
+
+
 def compute_groups(tasks: dict[str, list], progress: bool = False) -> dict[str, list]:
     """Compute every group's delayed parts in one graph; the results per group."""
     keys = [key for key, parts in tasks.items() for _ in parts]
@@ -429,10 +442,10 @@ def tables_counts_by_group(
         City key ("" for a one-city folder) → its counts.
     """
     columns = _table_columns()
-    tasks = {}
+    tasks, limit = {}, group_limit(options)
     for group in plan_groups(data_url, period, columns):
         limits = limits_of(group.key)
-        if group.rows <= options.group_rows:
+        if group.rows <= limit:
             tasks[group.key] = [group_task(group, columns, _tables_group, period, limits)]
         else:
             tasks[group.key] = _tables_shuffled(group, columns, period, options, limits)
@@ -513,10 +526,10 @@ def quality_counts_by_group(
         settings: a city's quality thresholds from its key.
     """
     columns = {table: list(DTYPES[table]) for table in ("cases", "evaluations")}
-    tasks = {}
+    tasks, limit = {}, group_limit(options)
     for group in plan_groups(data_url, period, columns):
         ref, limits = refs(group.key), settings(group.key)
-        if group.rows <= options.group_rows:
+        if group.rows <= limit:
             tasks[group.key] = [group_task(group, columns, _quality_group, ref, period, limits)]
         else:
             tasks[group.key] = _quality_shuffled(group, columns, ref, period, limits, options)
