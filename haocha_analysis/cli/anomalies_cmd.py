@@ -14,7 +14,7 @@ from haocha_analysis.cli import (
     report_coverage,
     user_errors,
 )
-from haocha_analysis.cli.engine_opts import data_url_option, engine_options
+from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 from haocha_analysis.core.periods import resolve_period
 
 
@@ -41,7 +41,7 @@ def anomalies_command(
 
     t0 = time.perf_counter()
     p = resolve_period(period)
-    local = None if "://" in str(data_dir) else Path(data_dir)
+    local = local_folder(data_dir, engine)
     if is_province(city):
         _province(Path(city), p, data_dir, local, out_dir, history_n, engine)
         click.echo(f"用时 {time.perf_counter() - t0:.1f} 秒")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import city_option, out_option, period_option, user_errors
-from haocha_analysis.cli.engine_opts import data_url_option, engine_options
+from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 
 
 @click.command("quality")
@@ -28,7 +28,7 @@ def quality_command(city: str, period: str, data_dir: str, out_dir: Path, engine
 
     started = time.perf_counter()
     stat_period = resolve_period(period)  # a bad period is refused before the output folder is touched
-    local = None if "://" in str(data_dir) else Path(data_dir)
+    local = local_folder(data_dir, engine)
     if is_province(city):
         _province(Path(city), stat_period, data_dir, local, out_dir, engine)
         click.echo(f"已写出各市质检表格到 {out_dir}（用时 {time.perf_counter() - started:.1f} 秒）")

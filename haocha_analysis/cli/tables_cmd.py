@@ -14,7 +14,7 @@ from haocha_analysis.cli import (
     report_coverage,
     user_errors,
 )
-from haocha_analysis.cli.engine_opts import data_url_option, engine_options
+from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import resolve_period
 
@@ -47,7 +47,7 @@ def tables_command(
     from haocha_analysis.core.reference import load_city
 
     p = resolve_period(period)
-    local = None if "://" in str(data_dir) else Path(data_dir)
+    local = local_folder(data_dir, engine)
     if engine.engine != "pandas" and compare:
         raise HaochaInputError(
             "--compare 暂不支持 --engine dask",
