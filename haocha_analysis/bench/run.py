@@ -7,6 +7,7 @@ ratio (ours / DuckDB) is what is reported, since absolute times on a shared mach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -113,32 +114,10 @@ def _stage(stage: str, city: str, period_label: str, scale: float, work: Path) -
         synth.write(made.pop("result"), work / "csv", period.label, csv=True)
         return measured
     if stage == "synth_province":
-        # A province: `scale` cities' quarters (each one city at scale 1, its own seed), written as
-        # one partition of several files — never more than one city in memory at a time.
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from haocha_analysis.core.schemas import coerce
-        from haocha_analysis.synth import generate as synth
-
-        def run():
-            records = 0
-            for i in range(int(scale)):
-                result = synth.generate(ref, period, scale=1.0, seed=i, scenario="default")
-                for table, frame in result.tables.items():
-                    frame = frame.copy()
-                    for col in ("case_id", "eval_id"):
-                        if col in frame:
-                            frame[col] = f"p{i:02d}-" + frame[col]
-                    target = data_dir / table / f"period={period.label}"
-                    target.mkdir(parents=True, exist_ok=True)
-                    arrow = pa.Table.from_pandas(coerce(frame, table), preserve_index=False)
-                    pq.write_table(arrow, target / f"part-{i}.parquet", compression="zstd")
-                    records += len(frame)
-                del result
-            return {"records": records}
-
-        return _measure(run)
+        # A province: `scale` cities' quarters (synth/province.py: each one city at scale 1, its own
+        # seed and record ids), written as one partition of several files for the one-city stages —
+        # never more than one city in memory at a time.
+        return _measure(lambda: {"records": write_bench_province(ref, period, int(scale), data_dir)})
     if stage in ("ingest_csv", "ingest_parquet"):
         from haocha_analysis.core.config import PROFILES_DIR
         from haocha_analysis.ingest import build as ingest
@@ -304,6 +283,25 @@ def pipeline_breakdown(results: list[dict]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def write_bench_province(ref: object, period: object, n: int, data_dir: Path) -> int:
+    """``n`` cities of the template's units as one partition of ``n`` files; records written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from haocha_analysis.core.schemas import coerce
+    from haocha_analysis.synth.province import iter_province
+
+    records = 0
+    for i, (_, tables) in enumerate(iter_province(ref, period, n, scale=1.0, seed=0, units=False)):
+        for table, frame in tables.items():
+            target = data_dir / table / f"period={period.label}"
+            target.mkdir(parents=True, exist_ok=True)
+            arrow = pa.Table.from_pandas(coerce(frame, table), preserve_index=False)
+            pq.write_table(arrow, target / f"part-{i}.parquet", compression="zstd")
+            records += len(frame)
+    return records
+
+
 def _disagreements(work: Path) -> int | None:
     """Cells where DuckDB's counts differ from the annex CSVs the tables stage wrote (None: not run)."""
     import pandas as pd
@@ -458,3 +456,151 @@ def _plot(results: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --- pandas vs Dask, whole process tree (issue 19) -------------------------------------------------
+
+ENGINE_VERBS = ("tables", "quality", "anomalies")
+
+
+def measure_tree(command: list[str], poll_s: float = 0.1) -> dict:
+    """Run a command; wall, CPU of the whole process tree, peak RSS of the tree (workers included).
+
+    CPU is this process's ``RUSAGE_CHILDREN`` before and after (every descendant that was waited
+    for, Dask workers included); the peak is the largest sum of the tree's RSS seen while polling.
+    """
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        rss = 0
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, rss)
+        time.sleep(poll_s)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "peak_mb": round(peak / 2**20, 1),
+        "ok": proc.returncode == 0,
+        "error": "" if proc.returncode == 0 else (err or out)[-300:],
+    }
+
+
+def write_city(city: str, period: str, scale: float, folder: Path, seed: int = 0) -> int:
+    """A synthetic city quarter (and the quarter before it) as canonical Parquet; records written."""
+    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.reference import load_city
+    from haocha_analysis.synth import generate as synth
+
+    ref, records = load_city(city), 0
+    current = parse_period(period)
+    for label in (current.shifted("previous").label, current.label):
+        result = synth.generate(ref, label, scale=scale, seed=seed, scenario="default")
+        synth.write(result, folder, label)
+        records += int(sum(len(t) for t in result.tables.values())) if label == current.label else 0
+        del result
+    return records
+
+
+def engine_comparison(
+    data: Path, city: str, period: str, workers: int = 2, verbs: tuple[str, ...] = ENGINE_VERBS
+) -> list[dict]:
+    # ``city`` may be a province folder (then ``data`` is the same folder).
+    """Every verb on pandas and on Dask (a local cluster of ``workers``), side by side."""
+    script = str(Path(sys.executable).with_name("haocha"))
+    rows = []
+    for verb in verbs:
+        for engine in ("pandas", "dask"):
+            out = Path(tempfile.mkdtemp(prefix=f"haocha-{verb}-{engine}-")) / "out"
+            command = [script, verb, "--city", city, "--period", period, "--data", str(data)]
+            command += ["--out", str(out), "--engine", engine]
+            command += ["--workers", str(workers)] if engine == "dask" else []
+            row = {"verb": verb, "engine": engine, **measure_tree(command)}
+            shutil.rmtree(out.parent, ignore_errors=True)
+            rows.append(row)
+            print(f"  {verb:<10} {engine:<6} {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def write_province_data(city: str, period: str, n: int, folder: Path) -> int:
+    """A province of ``n`` cities at scale 1 (synth/province.py), the period only; records written.
+
+    (The one-city scales write the quarter before too; at province size its generation would double
+    a bench that is already long, and every engine reads the same folder.)
+    """
+    from haocha_analysis.core.periods import parse_period
+    from haocha_analysis.core.reference import load_city
+    from haocha_analysis.synth.province import write_province
+
+    made = write_province(load_city(city), parse_period(period), n, folder)
+    return sum(cases + evaluations for _, cases, evaluations in made)
+
+
+def run_engine_bench(
+    out_dir: Path,
+    scales: list[float],
+    city: str = "zibo",
+    period: str = "2023Q2",
+    workers: int = 2,
+    province: int = 0,
+) -> list[dict]:
+    """The pandas and Dask engines at each scale → ``engines.json`` and ``engines.md`` in ``out_dir``.
+
+    ``scales``: one city at each scale; ``province``: then a province of that many cities at scale 1
+    (reported as scale ``province``).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    plan = [(scale, False) for scale in scales] + ([(float(province), True)] if province else [])
+    for scale, is_province in plan:
+        work = Path(tempfile.mkdtemp(prefix=f"haocha-engines-{scale}-"))
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if is_province:
+                records = write_province_data(city, period, int(scale), work / "data")
+                target = str(work / "data")
+            else:
+                records = write_city(city, period, scale, work / "data")
+                target = city
+            made = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+            results.append({"scale": scale, "records": records, "verb": "synth", "engine": "", **made})
+            results[-1].update(peak_mb="", ok=True, error="")
+            for row in engine_comparison(work / "data", target, period, workers):
+                results.append({"scale": scale, "records": records, "province": is_province, **row})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        (out_dir / "engines.json").write_text(
+            json.dumps({"cores": os.cpu_count(), "workers": workers, "results": results}, indent=1),
+            encoding="utf-8",
+        )
+    lines = [
+        f"机器：{os.cpu_count()} 核；Dask 本机 {workers} 个工作进程；"
+        "CPU 与峰值内存为整个进程树（含工作进程）",
+        "",
+        "| 规模 | 记录数 | 命令 | 引擎 | 墙钟 s | CPU s | 峰值内存 MB | Dask / pandas（墙钟） | 状态 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = {(r["scale"], r["verb"]): r for r in results if r["engine"] == "pandas"}
+    for r in results:
+        ref = base.get((r["scale"], r["verb"]))
+        dask_row = r["engine"] == "dask" and ref and ref["wall_s"]
+        ratio = f"{r['wall_s'] / ref['wall_s']:.2f}×" if dask_row else ""
+        status = "通过" if r["ok"] else f"失败：{r['error'][:60]}"
+        lines.append(
+            f"| {r['scale']} | {r['records']} | {r['verb']} | {r['engine']} | {r['wall_s']} | {r['cpu_s']} | "
+            f"{r['peak_mb']} | {ratio} | {status} |"
+        )
+    (out_dir / "engines.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return results

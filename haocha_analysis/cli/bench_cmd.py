@@ -18,14 +18,43 @@ from haocha_analysis.core.errors import HaochaInputError
 @click.option("--province", "province_scale", type=float, default=16.0, help="省级规模（只测表格）；0 跳过")
 @click.option("--city", default="zibo")
 @click.option("--period", default="2023Q2")
+@click.option(
+    "--engines",
+    is_flag=True,
+    help="只做 pandas 与 Dask 引擎对比（tables、quality、anomalies，整个进程树的 CPU 与峰值内存），"
+    "写到 --out 下的 engines/",
+)
+@click.option("--engine-scales", default="1,4", show_default=True, help="引擎对比的单市规模（逗号分隔）")
+@click.option(
+    "--engine-province", type=int, default=16, show_default=True, help="引擎对比中省级的城市数；0 跳过"
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="引擎对比的 Dask 工作进程数"
+)
 @user_errors
-def bench_command(out_dir: Path, scales: str, province_scale: float, city: str, period: str) -> None:
+def bench_command(
+    out_dir: Path,
+    scales: str,
+    province_scale: float,
+    city: str,
+    period: str,
+    engines: bool,
+    engine_scales: str,
+    engine_province: int,
+    workers: int,
+) -> None:
     """基准测试：各阶段在不同规模下的耗时与内存，并与 DuckDB 对比。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
-    from haocha_analysis.bench.run import run_bench
+    from haocha_analysis.bench.run import run_bench, run_engine_bench
     from haocha_analysis.cli import VERBS
     from haocha_analysis.core import outputs
 
+    if engines:
+        scale_list = [float(s) for s in engine_scales.split(",") if s]
+        with outputs.claim(out_dir / "engines", "bench") as out:
+            results = run_engine_bench(out, scale_list, city, period, workers, engine_province)
+        click.echo((out_dir / "engines" / "engines.md").read_text(encoding="utf-8"))
+        sys.exit(0 if all(r.get("ok") for r in results) else 1)
     scale_list = [float(s) for s in scales.split(",") if s]
     with outputs.claim(out_dir, "bench") as out:
         results = run_bench(out, scale_list, province_scale or None, city, period, verbs=list(VERBS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 
 import click
 
@@ -43,3 +44,18 @@ def engine_options(f: Callable) -> Callable:
         return f(*args, **kwargs)
 
     return wrapper
+
+
+def local_folder(data_dir: str, engine: object) -> Path | None:
+    """--data as a local folder, or None for a URL (only the dask engine reads URLs: else exit 2)."""
+    if "://" not in str(data_dir):
+        return Path(data_dir)
+    if engine.engine == "pandas":
+        from haocha_analysis.core.errors import HaochaInputError
+
+        raise HaochaInputError(
+            "pandas 引擎只读取本地目录",
+            file=str(data_dir),
+            fix="--data 用本地或挂载的目录，或加 --engine dask 读取 s3://、hdfs://、memory:// 等地址",
+        )
+    return None

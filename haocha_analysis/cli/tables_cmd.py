@@ -14,7 +14,7 @@ from haocha_analysis.cli import (
     report_coverage,
     user_errors,
 )
-from haocha_analysis.cli.engine_opts import data_url_option, engine_options
+from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import resolve_period
 
@@ -42,17 +42,23 @@ def tables_command(
     """生成通报附件1–5（CSV、XLSX）、标题段数字 headline.json 与跨附件核对 reconciliation.csv。"""
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     from haocha_analysis.analysis.annexes import build_tables, load_comparison_data, load_period_data
+    from haocha_analysis.analysis.province import is_province
     from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
 
-    ref = load_city(city)
     p = resolve_period(period)
-    local = None if "://" in str(data_dir) else Path(data_dir)
+    local = local_folder(data_dir, engine)
     if engine.engine != "pandas" and compare:
         raise HaochaInputError(
             "--compare 暂不支持 --engine dask",
             fix="去掉 --compare，或用 --engine pandas 生成环比、同比列",
         )
+    if is_province(city):
+        if compare:
+            raise HaochaInputError("--compare 暂不支持省级目录", fix="去掉 --compare，或逐市运行")
+        _province(Path(city), p, data_dir, local, out_dir, extracted_on, engine)
+        return
+    ref = load_city(city)
     with outputs.claim(out_dir, "tables", {"--data": local, "--city": ref.path}) as out:
         if engine.engine != "pandas":
             from haocha_analysis.analysis.annexes import tables_from_counts
@@ -89,6 +95,53 @@ def _report(ref: object, p: object, result: object, out_dir: Path) -> None:
         f"{ref.city_name} {p.title_cn()}：总评价数 {result.headline['total_evaluations']}，"
         f"评价率 {result.headline['evaluation_rate']}，有效差评 {result.headline['valid_bad_reviews']}；"
         f"跨附件核对 {len(result.reconciliation)} 项，有差额 {gaps} 项（见 reconciliation.csv）"
+    )
+    for path in paths:
+        click.echo(f"  {path}")
+
+
+def _province(
+    folder: Path,
+    p: object,
+    data: str,
+    local: Path | None,
+    out_dir: Path,
+    extracted_on: object,
+    engine: object,
+) -> None:
+    """A province: each city's annexes in ``<out>/<city key>/``, and the 各市 roll-up in ``<out>/``."""
+    from haocha_analysis.analysis.annexes import build_tables, load_period_data, tables_from_counts
+    from haocha_analysis.analysis.province import city_data, city_result, load_province, rollup, write_rollup
+    from haocha_analysis.core import outputs
+
+    province = load_province(folder)
+    extracted = extracted_on.date() if extracted_on else None
+    results = {}
+    with outputs.claim(out_dir, "tables", {"--data": local, "--city": province.path}) as out:
+        if engine.engine == "pandas":
+            for key, ref in province.cities.items():
+                source = Path(city_data(data, key))
+                tables = load_period_data(source, p)
+                check_coverage(tables, p, source)
+                results[key] = build_tables(ref, tables, p, extracted_on=extracted)
+        else:
+            # Every city is a locality group: reduced in parallel, one task per city, no shuffle.
+            from haocha_analysis.engine.api import session, tables_counts_by_group
+
+            with session(engine):
+                counts = tables_counts_by_group(data, p, engine, lambda key: province.cities[key].limits)
+            for key, ref in province.cities.items():
+                c = city_result(counts, key, data)
+                report_coverage(c.coverage, Path(city_data(data, key)))
+                results[key] = tables_from_counts(ref, c.units, c.systems, p, extracted)
+        for key, ref in province.cities.items():
+            _report(ref, p, results[key], out / key)
+        frame = rollup(province, results)
+        paths = write_rollup(province, frame, p.title_cn(), out)
+    total = frame.iloc[-1]
+    click.echo(
+        f"{province.name} {p.title_cn()} 各市汇总：{len(frame) - 1} 个城市，办件 {total['办件数']}，"
+        f"评价 {total['评价数']}，有效差评 {total['差评数']}"
     )
     for path in paths:
         click.echo(f"  {path}")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
+
+from haocha_analysis.core.coverage import Coverage
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
-from haocha_analysis.core.reference import ClosedLoopLimits
+from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.engine import ENGINES, EngineOptions
 from haocha_analysis.engine.reduce import TableCounts
+from haocha_analysis.quality.report import QualityCounts
+from haocha_analysis.quality.settings import QualitySettings
 
 
 def _check(options: EngineOptions) -> None:
@@ -49,3 +54,99 @@ def tables_counts(
     from haocha_analysis.engine import dask_backend
 
     return dask_backend.tables_counts(str(data), period, options, limits)
+
+
+def tables_counts_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    limits_of: Callable[[str], ClosedLoopLimits | None],
+) -> dict[str, TableCounts]:
+    """Dask: the tables' aggregates of every city of a province folder (inside :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.tables_counts_by_group(str(data), period, options, limits_of)
+
+
+def quality_counts(
+    data: str | Path,
+    period: Period,
+    ref: CityReference,
+    settings: QualitySettings,
+    options: EngineOptions = EngineOptions(),
+) -> tuple[QualityCounts, Coverage]:
+    """The quality report's counts and the records' coverage (for dask: inside :func:`session`).
+
+    The report itself is :func:`haocha_analysis.quality.report.quality_report` of these counts,
+    whichever engine counted.
+    """
+    _check(options)
+    if options.engine == "pandas":
+        from haocha_analysis.core.coverage import coverage
+        from haocha_analysis.quality.report import combine_quality_counts
+        from haocha_analysis.quality.report import quality_counts as count
+        from haocha_analysis.quality.run import load_quality_data
+
+        tables = load_quality_data(Path(data), period)
+        return combine_quality_counts([count(ref, tables, period, settings)], settings), coverage(
+            tables, period
+        )
+    from haocha_analysis.engine import dask_backend
+
+    (result,) = dask_backend.quality_counts_by_group(
+        str(data), period, options, lambda key: ref, lambda key: settings
+    ).values()
+    return result
+
+
+def anomaly_findings(
+    data: str | Path,
+    period: Period,
+    ref: CityReference,
+    history_n: int,
+    options: EngineOptions = EngineOptions(),
+) -> tuple[pd.DataFrame, Coverage, int]:
+    """A city's findings, its records' coverage and its history periods (dask: inside :func:`session`).
+
+    An empty period comes back with an empty coverage and no findings (the caller refuses it).
+    """
+    _check(options)
+    if options.engine == "pandas":
+        from haocha_analysis.engine import pandas_backend
+
+        return pandas_backend.anomaly_findings(data, ref, period, history_n)
+    from haocha_analysis.engine import dask_backend
+
+    (result,) = dask_backend.anomalies_by_group(
+        str(data), period, options, lambda key: ref, history_n
+    ).values()
+    return result
+
+
+def quality_counts_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    settings: Callable[[str], QualitySettings],
+) -> dict[str, tuple[QualityCounts, Coverage]]:
+    """Dask: the quality counts and coverage of every city of a province folder (in :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.quality_counts_by_group(str(data), period, options, refs, settings)
+
+
+def anomalies_by_group(
+    data: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    history_n: int,
+) -> dict[str, tuple[pd.DataFrame, Coverage, int]]:
+    """Dask: every city's findings, coverage and history periods (inside :func:`session`)."""
+    _check(options)
+    from haocha_analysis.engine import dask_backend
+
+    return dask_backend.anomalies_by_group(str(data), period, options, refs, history_n)

@@ -1,9 +1,13 @@
 """The Dask backend: canonical Parquet from a folder or an fsspec URL, reduced on a cluster.
 
-The window (the period and the one before it) is read file by file with ``dask.dataframe``
-(one task per Parquet file, values checked as :mod:`haocha_analysis.ingest.storage` checks them),
-the rows are moved to their case's partition (:mod:`.partition`), and :mod:`.reduce` runs on each
-partition where the data are; only the small aggregates travel back to the client.
+Locality first. Cases and their evaluations never cross a city, so a city's folder (``city=<key>/``
+in a province folder, or a one-city folder itself) is a *locality group*: one task reads its window
+(the period and the one before it; values checked as :mod:`haocha_analysis.ingest.storage` checks
+them) and runs the reduction on it, exactly as the pandas engine does on the same folder, with no
+shuffle. A group larger than ``EngineOptions.group_rows`` (a city larger than a worker) falls back
+to ``dask.dataframe``: one task per Parquet file, the rows moved to their case's partition
+(:mod:`.partition`), :mod:`.reduce` run per partition and the additive aggregates summed. Either way
+only the small aggregates travel back to the client.
 """
 
 from __future__ import annotations
@@ -11,22 +15,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import dask
 import dask.dataframe as dd
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from haocha_analysis.analysis.metrics import NEEDED_COLUMNS
+from haocha_analysis.core.coverage import Coverage, coverage
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
-from haocha_analysis.core.reference import ClosedLoopLimits
-from haocha_analysis.core.schemas import coerce
-from haocha_analysis.engine import EngineOptions
+from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
+from haocha_analysis.core.schemas import DTYPES, coerce
+from haocha_analysis.engine import BYTES_PER_ROW, GROUP_ROWS, EngineOptions
+from haocha_analysis.engine.pandas_backend import anomaly_findings
 from haocha_analysis.engine.partition import (
     GROUP,
     ORDER,
@@ -39,8 +46,10 @@ from haocha_analysis.engine.partition import (
     partition_of,
     trimmed,
 )
-from haocha_analysis.engine.reduce import TableCounts, combine_table_counts, table_counts
+from haocha_analysis.engine.reduce import TableCounts, combine_coverage, combine_table_counts, table_counts
 from haocha_analysis.ingest.storage import available_columns, finish_read, window_labels
+from haocha_analysis.quality.report import QualityCounts, combine_quality_counts, quality_counts
+from haocha_analysis.quality.settings import QualitySettings
 
 # Rows per partition after the shuffle by case when the partition count is not given.
 ROWS_PER_PARTITION = 2_000_000
@@ -184,6 +193,92 @@ def row_count(files: Files) -> int:
     return total
 
 
+# --- locality groups -------------------------------------------------------------------------------
+
+CITY_PREFIX = "city="
+
+
+@dataclass(frozen=True)
+class Group:
+    """A locality group: every record of one city's window (cases with all their evaluations).
+
+    Attributes:
+        key: the city key of a province's ``city=<key>`` folder ("" for a one-city folder).
+        files: the window's Parquet files per table.
+        rows: cases + evaluations rows of the window (from the Parquet footers).
+    """
+
+    key: str
+    files: dict[str, Files]
+    rows: int
+
+
+def locality_groups(url: str) -> dict[str, str]:
+    """City key → folder URL: the ``city=<key>`` folders of a province, else ``{"": url}``."""
+    fs, root = fsspec.core.url_to_fs(str(url))
+    root = root.rstrip("/")
+    base = str(url).rstrip("/")
+    cities = {}
+    if fs.isdir(root):
+        for path in fs.ls(root, detail=False):
+            name = PurePosixPath(path).name
+            if name.startswith(CITY_PREFIX) and fs.isdir(path):
+                cities[name.removeprefix(CITY_PREFIX)] = f"{base}/{name}"
+    return dict(sorted(cities.items())) or {"": str(url)}
+
+
+def plan_groups(url: str, period: Period, columns: dict[str, list[str]]) -> list[Group]:
+    """The locality groups of a data folder with their window files and sizes."""
+    groups = []
+    for key, folder in locality_groups(url).items():
+        files = {table: window_files(folder, table, period) for table in columns}
+        rows = sum(row_count(files[t]) for t in ("cases", "evaluations") if t in files)
+        groups.append(Group(key, files, rows))
+    return groups
+
+
+def read_group(files: dict[str, Files], columns: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
+    """A locality group's tables read whole, in the pandas load order (runs in a worker)."""
+    tables = {}
+    for table, table_files in files.items():
+        parts = [read_file(i, table_files, table, columns[table]) for i in range(len(table_files.paths))]
+        frame = pd.concat(parts, ignore_index=True) if parts else meta(table, columns[table])
+        tables[table] = in_load_order(frame, None)
+    return tables
+
+
+def _run_group(files: dict[str, Files], columns: dict[str, list[str]], reducer, *args):
+    return reducer(read_group(files, columns), *args)
+
+
+def group_task(group: Group, columns: dict[str, list[str]], reducer, *args) -> object:
+    """A delayed ``reducer(tables, *args)`` on the group's records, read where the task runs."""
+    return dask.delayed(_run_group, pure=True)(group.files, columns, reducer, *args)
+
+
+def group_limit(options: EngineOptions) -> int:
+    """Rows up to which a locality group is one task: given, else from the workers' memory limit."""
+    if options.group_rows is not None:
+        return options.group_rows
+    from distributed import get_client
+
+    workers = get_client().scheduler_info().get("workers", {}).values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if limits and min(limits) > 0:
+        return min(limits) // BYTES_PER_ROW
+    return GROUP_ROWS
+
+
+def compute_groups(tasks: dict[str, list], progress: bool = False) -> dict[str, list]:
+    """Compute every group's delayed parts in one graph; the results per group."""
+    keys = [key for key, parts in tasks.items() for _ in parts]
+    (flat,) = compute([part for parts in tasks.values() for part in parts], progress=progress)
+    results: dict[str, list] = {key: [] for key in tasks}
+    for key, result in zip(keys, flat, strict=True):
+        results[key].append(result)
+    return results
+
+
 # --- partitioning by case --------------------------------------------------------------------------
 
 
@@ -196,15 +291,56 @@ def _with_part(frame: pd.DataFrame, merged: dict[str, str], n: int) -> pd.DataFr
     return frame.assign(**{PART: partition_of(frame[GROUP], merged, n)})
 
 
+_HASHED_META = pd.DataFrame({"h_eval": pd.Series(dtype="uint64"), "h_group": pd.Series(dtype="uint64")})
+_PAIRS_META = pd.DataFrame({"eval_id": pd.Series(dtype="str"), GROUP: pd.Series(dtype="str")})
+
+
+def _hashed_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """(eval id hash, group hash) of a partition's evaluations with an id, each pair once."""
+    ids = trimmed(frame["eval_id"])
+    keep = (ids != "").to_numpy()
+    return pd.DataFrame(
+        {
+            "h_eval": pd.util.hash_pandas_object(ids[keep], index=False).to_numpy(),
+            "h_group": pd.util.hash_pandas_object(frame.loc[keep, GROUP], index=False).to_numpy(),
+        }
+    ).drop_duplicates()
+
+
+def _candidate_rows(frame: pd.DataFrame, candidates: np.ndarray) -> pd.DataFrame:
+    """The (eval_id trimmed, group) rows whose eval id hash is a candidate."""
+    ids = trimmed(frame["eval_id"])
+    hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy()
+    keep = np.isin(hashed, candidates) & (ids != "").to_numpy()
+    return pd.DataFrame({"eval_id": ids[keep].to_numpy(), GROUP: frame.loc[keep, GROUP].to_numpy()})
+
+
 def _shared_eval_ids(evaluations: dd.DataFrame, progress: bool) -> pd.DataFrame:
-    """(eval_id, group) of the evaluation ids found under more than one group key (few or none)."""
-    pairs = evaluations[["eval_id", GROUP]].assign(eval_id=evaluations["eval_id"].map_partitions(trimmed))
-    pairs = pairs[pairs["eval_id"] != ""].drop_duplicates(split_out=True)
-    per_id = pairs["eval_id"].value_counts(split_out=True).rename("groups").reset_index()
-    shared = per_id.loc[per_id["groups"] > 1, ["eval_id"]]
-    joined = pairs.merge(shared, on="eval_id", how="inner")
-    (result,) = compute(joined, progress=progress)
-    return result
+    """(eval_id, group) of the evaluation ids found under more than one group key (few or none).
+
+    Two passes, so that only numbers are shuffled: the distinct (id hash, group hash) pairs give the
+    candidate ids (a hash under two group hashes); the candidates' rows are then read back with
+    their texts and the rule is decided on the texts (a hash collision only adds a candidate, which
+    the texts then clear).
+    """
+    pairs = evaluations.map_partitions(
+        _hashed_pairs,
+        meta=_HASHED_META,
+    ).drop_duplicates(split_out=True)
+    per_id = pairs["h_eval"].value_counts(split_out=True)
+    (counted,) = compute(per_id[per_id > 1], progress=progress)
+    candidates = np.sort(counted.index.to_numpy(dtype="uint64"))
+    if not len(candidates):
+        return _PAIRS_META
+    rows = evaluations.map_partitions(
+        _candidate_rows,
+        candidates,
+        meta=_PAIRS_META,
+    )
+    (found,) = compute(rows, progress=progress)
+    found = found.drop_duplicates()
+    shared = found.groupby("eval_id")[GROUP].transform("nunique") > 1
+    return found.loc[shared].reset_index(drop=True)
 
 
 def by_case(
@@ -247,20 +383,27 @@ def _tables_partition(
     return table_counts(cases, evaluations, rectifications, period, limits)
 
 
-def tables_counts(
-    data_url: str, period: Period, options: EngineOptions, limits: ClosedLoopLimits | None = None
+def _tables_group(
+    tables: dict[str, pd.DataFrame], period: Period, limits: ClosedLoopLimits | None
 ) -> TableCounts:
-    """The tables' aggregates of a period, computed on the current Dask client.
+    return table_counts(tables["cases"], tables["evaluations"], tables["rectifications"], period, limits)
 
-    Args:
-        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``).
-        period: the statistical period.
-        options: the partition count and progress display.
-        limits: the city's 差评 closed-loop limits (default deadlines of the rectifications).
-    """
+
+def _table_columns() -> dict[str, list[str]]:
     columns = {table: list(cols) for table, cols in NEEDED_COLUMNS.items()}
     columns["cases"] = [*columns["cases"], "source_system"]
-    files = {table: window_files(data_url, table, period) for table in columns}
+    return columns
+
+
+def _tables_shuffled(
+    group: Group,
+    columns: dict[str, list[str]],
+    period: Period,
+    options: EngineOptions,
+    limits: ClosedLoopLimits | None,
+) -> list:
+    """The fallback for a group larger than a worker: delayed partial counts of a shuffle by case."""
+    files = group.files
     # Like the pandas load, nothing is dropped: a key repeated across period partitions is kept in load
     # order, and the linkage rule (core/linkage.py) takes its first row and marks the others.
     last_wins: dict[str, str | None] = dict.fromkeys(files)
@@ -270,14 +413,164 @@ def tables_counts(
     rect = in_load_order(rect, last_wins["rectifications"])
 
     frames = {t: read_table(files[t], t, columns[t]) for t in ("cases", "evaluations")}
-    n = options.partitions or max(
-        1, math.ceil((row_count(files["cases"]) + row_count(files["evaluations"])) / ROWS_PER_PARTITION)
-    )
+    n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
     parted = by_case(frames, n, options.progress)
     rect_shared = dask.delayed(rect, pure=True)
-    parts = [
+    return [
         dask.delayed(_tables_partition, pure=True)(c, e, rect_shared, period, last_wins, limits)
         for c, e in zip(parted["cases"].to_delayed(), parted["evaluations"].to_delayed(), strict=True)
     ]
-    (results,) = compute(parts, progress=options.progress)
-    return combine_table_counts(list(results), period)
+
+
+def tables_counts_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    limits_of: Callable[[str], ClosedLoopLimits | None] = lambda key: None,
+) -> dict[str, TableCounts]:
+    """The tables' aggregates of every locality group (city) of a folder, on the current client.
+
+    Args:
+        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``); a
+            province folder holds one ``city=<key>`` folder per city.
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        limits_of: a city's 差评 closed-loop limits from its key (default deadlines of the
+            rectifications).
+
+    Returns:
+        City key ("" for a one-city folder) → its counts.
+    """
+    columns = _table_columns()
+    tasks, limit = {}, group_limit(options)
+    for group in plan_groups(data_url, period, columns):
+        limits = limits_of(group.key)
+        if group.rows <= limit:
+            tasks[group.key] = [group_task(group, columns, _tables_group, period, limits)]
+        else:
+            tasks[group.key] = _tables_shuffled(group, columns, period, options, limits)
+    results = compute_groups(tasks, options.progress)
+    return {key: combine_table_counts(parts, period) for key, parts in results.items()}
+
+
+def tables_counts(
+    data_url: str, period: Period, options: EngineOptions, limits: ClosedLoopLimits | None = None
+) -> TableCounts:
+    """The tables' aggregates of a period (all the folder's records), on the current Dask client.
+
+    Args:
+        data_url: canonical Parquet tables (a folder, or an fsspec URL such as ``s3://…``).
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        limits: the city's 差评 closed-loop limits (default deadlines of the rectifications).
+    """
+    groups = tables_counts_by_group(data_url, period, options, lambda key: limits)
+    return combine_table_counts(list(groups.values()), period)
+
+
+# --- the quality report ----------------------------------------------------------------------------
+
+
+def _quality_group(
+    tables: dict[str, pd.DataFrame], ref: CityReference, period: Period, settings: QualitySettings
+) -> tuple[QualityCounts, Coverage]:
+    return quality_counts(ref, tables, period, settings), coverage(tables, period)
+
+
+def _quality_partition(
+    cases: pd.DataFrame,
+    evaluations: pd.DataFrame,
+    ref: CityReference,
+    period: Period,
+    settings: QualitySettings,
+) -> tuple[QualityCounts, Coverage]:
+    # The index is the load order: the issues list keeps the first records of the whole window.
+    tables = {
+        "cases": in_load_order(cases.reset_index(drop=True), None, keep_order=True),
+        "evaluations": in_load_order(evaluations.reset_index(drop=True), None, keep_order=True),
+    }
+    return _quality_group(tables, ref, period, settings)
+
+
+def _quality_shuffled(
+    group: Group,
+    columns: dict[str, list[str]],
+    ref: CityReference,
+    period: Period,
+    settings: QualitySettings,
+    options: EngineOptions,
+) -> list:
+    frames = {t: read_table(group.files[t], t, columns[t]) for t in ("cases", "evaluations")}
+    n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
+    parted = by_case(frames, n, options.progress)
+    return [
+        dask.delayed(_quality_partition, pure=True)(c, e, ref, period, settings)
+        for c, e in zip(parted["cases"].to_delayed(), parted["evaluations"].to_delayed(), strict=True)
+    ]
+
+
+def quality_counts_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    settings: Callable[[str], QualitySettings],
+) -> dict[str, tuple[QualityCounts, Coverage]]:
+    """The quality counts and coverage of every locality group (city) of a folder.
+
+    Args:
+        data_url: canonical Parquet tables (a folder or an fsspec URL; a province: ``city=<key>``).
+        period: the statistical period.
+        options: locality threshold, shuffle partition count and progress display.
+        refs: a city's reference data from its key ("" for a one-city folder).
+        settings: a city's quality thresholds from its key.
+    """
+    columns = {table: list(DTYPES[table]) for table in ("cases", "evaluations")}
+    tasks, limit = {}, group_limit(options)
+    for group in plan_groups(data_url, period, columns):
+        ref, limits = refs(group.key), settings(group.key)
+        if group.rows <= limit:
+            tasks[group.key] = [group_task(group, columns, _quality_group, ref, period, limits)]
+        else:
+            tasks[group.key] = _quality_shuffled(group, columns, ref, period, limits, options)
+    results = compute_groups(tasks, options.progress)
+    return {
+        key: (
+            combine_quality_counts([counts for counts, _ in parts], settings(key)),
+            combine_coverage([cov for _, cov in parts], period),
+        )
+        for key, parts in results.items()
+    }
+
+
+# --- the anomaly screening -------------------------------------------------------------------------
+
+
+def anomalies_by_group(
+    data_url: str,
+    period: Period,
+    options: EngineOptions,
+    refs: Callable[[str], CityReference],
+    history_n: int,
+) -> dict[str, tuple[pd.DataFrame, Coverage, int]]:
+    """The findings of every city of a folder, one task per city (findings, coverage, history periods).
+
+    The detectors compare a unit with its own records (bursts of re-entry, lags, devices) and with
+    its peers of the same city (level medians), so the partition is the city: a unit never spans
+    partitions and a city's screening runs where the city's folder is read — the same loading and
+    detection as the pandas engine, cities in parallel. A city is not split further (no shuffle
+    fallback): its window must fit one worker. The folder must be one the workers can read as a path
+    (a local or shared disk).
+    """
+    if "://" in str(data_url) and not str(data_url).startswith("file://"):
+        raise HaochaInputError(
+            "dask 引擎的异常发现需要各工作进程都能按路径读取的数据目录",
+            file=str(data_url),
+            fix="把规范表放在本机或共享盘（NFS 等）上，用目录路径作 --data；或用 --engine pandas",
+        )
+    root = str(data_url).removeprefix("file://")
+    tasks = {
+        key: [dask.delayed(anomaly_findings, pure=True)(folder, refs(key), period, history_n)]
+        for key, folder in locality_groups(root).items()
+    }
+    return {key: parts[0] for key, parts in compute_groups(tasks, options.progress).items()}

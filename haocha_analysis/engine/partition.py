@@ -95,16 +95,31 @@ def partition_of(groups: pd.Series, merged: dict[str, str], n_partitions: int) -
     return pd.Series((hashed % np.uint64(n_partitions)).astype(np.int64), index=groups.index, name=PART)
 
 
-def in_load_order(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
+def in_load_order(frame: pd.DataFrame, key: str | None, keep_order: bool = False) -> pd.DataFrame:
     """A partition's rows back in load order, helper columns dropped.
 
     Args:
         frame: one partition (with ``ORDER``).
         key: when the window spans several period partitions, the id column read last-wins (as
             :func:`haocha_analysis.ingest.storage.load_tables` does); None otherwise.
+        keep_order: index the rows by ``ORDER`` (their place in the whole window's load order)
+            instead of 0..n-1.
     """
     frame = frame.sort_values(ORDER, kind="stable")
     if key is not None and key in frame:
         frame = frame.drop_duplicates(key, keep="last")
+    order = frame[ORDER].to_numpy()
     helpers = [c for c in (ORDER, GROUP, PART) if c in frame]
-    return frame.drop(columns=helpers).reset_index(drop=True)
+    frame = frame.drop(columns=helpers).reset_index(drop=True)
+    # A shuffle hands text back as the NA-valued "string" dtype: back to the "str" the pandas load
+    # reads (checks that treat "str" text, such as blank detection, then see the same values).
+    text = [
+        c
+        for c in frame.columns
+        if isinstance(frame[c].dtype, pd.StringDtype) and frame[c].dtype.na_value is pd.NA
+    ]
+    if text:
+        frame = frame.astype(dict.fromkeys(text, "str"))
+    if keep_order:
+        frame.index = pd.Index(order, dtype="int64")
+    return frame

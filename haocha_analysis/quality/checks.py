@@ -28,8 +28,10 @@ def _blank(series: pd.Series) -> pd.Series:
         categories = series.cat.categories
         blank_categories = pd.Index(categories.astype("str").str.strip() == "")
         codes = series.cat.codes.to_numpy()
+        if not len(categories):  # every value missing (indexing no category would fail)
+            return pd.Series(codes < 0, index=series.index)
         blank = np.where(codes < 0, True, np.asarray(blank_categories, dtype=bool)[np.maximum(codes, 0)])
-        return pd.Series(blank if len(categories) else codes < 0, index=series.index)
+        return pd.Series(blank, index=series.index)
     missing = series.isna()
     if series.dtype == "str" or series.dtype == object:
         missing = missing | series.astype("str").str.strip().eq("").fillna(True)

@@ -130,28 +130,44 @@ class QualityReport:
     series: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def completeness(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Completeness per canonical column of one table's records: non-missing / records.
+def completeness_counts(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Filled (non-missing) records per canonical column of one table's records (additive).
 
-    Empty or whitespace-only strings count as missing. Columns absent from the frame are reported
-    with 0 filled records (the source does not give them).
+    Empty or whitespace-only strings count as missing. Columns absent from the frame have 0 filled
+    records (the source does not give them).
     """
+    return pd.DataFrame(
+        {
+            "column": list(DTYPES[table]),
+            "records": len(frame),
+            "filled": [int((~_blank(frame[c])).sum()) if c in frame else 0 for c in DTYPES[table]],
+        }
+    ).astype({"records": "int64", "filled": "int64"})
+
+
+def completeness_table(counts: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The completeness table of one table's :func:`completeness_counts`: non-missing / records."""
     rows = []
-    for col in DTYPES[table]:
-        filled = int((~_blank(frame[col])).sum()) if col in frame else 0
+    for col, records, filled in zip(counts["column"], counts["records"], counts["filled"], strict=True):
+        records, filled = int(records), int(filled)
         rows.append(
             {
                 "数据类型": TABLE_LABELS[table],
                 "字段": col,
                 "字段名称": COLUMN_LABELS.get(col, col),
                 "是否必填": "是" if col in REQUIRED[table] else "否",
-                "记录数": len(frame),
+                "记录数": records,
                 "非空数": filled,
-                "缺失数": len(frame) - filled,
-                "完整率": format_ratio(filled, len(frame)),
+                "缺失数": records - filled,
+                "完整率": format_ratio(filled, records),
             }
         )
     return pd.DataFrame(rows)
+
+
+def completeness(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Completeness per canonical column of one table's records: non-missing / records."""
+    return completeness_table(completeness_counts(frame, table), table)
 
 
 def _failed_check_summary(row: pd.Series) -> str:
@@ -181,12 +197,12 @@ def _present_stages(counts: pd.DataFrame, lead: dict[str, str]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _by_kind(case_records: pd.DataFrame, eval_records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def _by_kind(counts: QualityCounts, dim: str) -> pd.DataFrame:
     parts = []
-    for table, records in (("cases", case_records), ("evaluations", eval_records)):
-        counts = _counts(records, keys)
-        counts.insert(0, "table", TABLE_LABELS[table])
-        parts.append(counts)
+    for table in ("cases", "evaluations"):
+        frame = counts.counts[table][dim].copy()
+        frame.insert(0, "table", TABLE_LABELS[table])
+        parts.append(frame)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -248,6 +264,117 @@ def _limit_cn(figures: dict) -> str:
     return f"{minutes}分钟" if rest == 0 else f"{seconds:g}秒"
 
 
+@dataclass
+class QualityCounts:
+    """Records → counts: what the quality report is built from, additive over disjoint partitions.
+
+    A partition holds whole linkage groups (a case with every evaluation naming it, every row of a
+    repeated id), so the record-level checks give in it the flags they give on the whole window.
+
+    Attributes:
+        counts: ``<table>`` → ``<dimension>`` (``""`` total, ``system``, ``unit_id``, ``day``) →
+            the flag counts of :func:`_counts` per key, sorted by key.
+        systems: the source systems of the period's cases.
+        completeness: ``<table>`` → :func:`completeness_counts` of the period's records.
+        issues: the first ``max_issue_rows`` listed records of every (table, check), as the issues
+            table shows them, with ``_table``, ``_check`` and ``_order`` (the record's place in the
+            load order: the records' index).
+    """
+
+    counts: dict[str, dict[str, pd.DataFrame]]
+    systems: set[str]
+    completeness: dict[str, pd.DataFrame]
+    issues: pd.DataFrame
+
+
+DIMENSIONS = ("", "system", "unit_id", "day")
+
+
+def _check_input(data: dict[str, pd.DataFrame]) -> None:
+    for table in ("cases", "evaluations"):
+        if table not in data:
+            raise HaochaInputError(f"质检需要 {table} 表", fix="传入规范表 cases 与 evaluations")
+        for col in REQUIRED[table]:
+            if col not in data[table]:
+                raise HaochaInputError(
+                    f"{table} 表缺少质检所需的列 {col}",
+                    column=col,
+                    fix="按数据契约（docs/data-contract.md）提供该列，或先用 haocha ingest 导入原始导出",
+                )
+
+
+def quality_counts(
+    ref: CityReference,
+    data: dict[str, pd.DataFrame],
+    period: Period,
+    settings: QualitySettings = QualitySettings(),
+) -> QualityCounts:
+    """Records → counts: every record-level check on canonical tables, counted by unit/system/day.
+
+    Args:
+        ref: the city's reference data (units; ``matters`` for the case-matter linkage).
+        data: canonical ``cases`` and ``evaluations`` (extra earlier rows allowed: only records of
+            the period are counted, earlier ones serve for linking and the first-evaluation rule);
+            the whole window, or one partition of whole linkage groups.
+        period: the statistical period.
+        settings: thresholds (:class:`QualitySettings`).
+    """
+    _check_input(data)
+    cases, evaluations = data["cases"], data["evaluations"]
+    if "case_id" not in evaluations:  # optional in the contract: no evaluation names a case
+        evaluations = evaluations.assign(case_id=pd.Series(pd.NA, index=evaluations.index, dtype="str"))
+    links = link(cases, evaluations)
+    records = {
+        "cases": check_cases(cases, period, ref, settings, links),
+        "evaluations": check_evaluations(evaluations, cases, period, settings, links),
+    }
+    counts = {
+        table: {dim: _counts(frame, [dim] if dim else []) for dim in DIMENSIONS}
+        for table, frame in records.items()
+    }
+    return QualityCounts(
+        counts=counts,
+        systems={str(s) for s in records["cases"]["system"].unique() if s != NO_SYSTEM},
+        completeness={
+            "cases": completeness_counts(cases.loc[period.contains(cases["finished_at"])], "cases"),
+            "evaluations": completeness_counts(
+                evaluations.loc[period.contains(evaluations["evaluated_at"])], "evaluations"
+            ),
+        },
+        issues=_issue_hits(records["cases"], records["evaluations"], _unit_attributes(ref), settings),
+    )
+
+
+def combine_quality_counts(parts: list[QualityCounts], settings: QualitySettings) -> QualityCounts:
+    """Sum the counts of disjoint partitions (the keys sorted); keep the first listed records."""
+    counts: dict[str, dict[str, pd.DataFrame]] = {}
+    for table in ("cases", "evaluations"):
+        counts[table] = {}
+        for dim in DIMENSIONS:
+            frames = [p.counts[table][dim] for p in parts]
+            if not dim:
+                counts[table][dim] = pd.concat(frames).sum().to_frame().T.astype("int64")
+                continue
+            frames = [f for f in frames if len(f)] or frames[:1]
+            both = pd.concat(frames, ignore_index=True)
+            summed = both.groupby(dim, sort=True).sum().astype("int64").reset_index()
+            counts[table][dim] = summed.loc[summed["produced"] > 0].reset_index(drop=True)
+    completeness = {
+        table: pd.concat([p.completeness[table] for p in parts])
+        .groupby("column", sort=False)[["records", "filled"]]
+        .sum()
+        .reset_index()
+        for table in ("cases", "evaluations")
+    }
+    hits = [p.issues for p in parts if len(p.issues)]
+    issues = pd.concat(hits, ignore_index=True) if hits else parts[0].issues
+    kept = []
+    for _, group in issues.groupby(["_table", "_check"], sort=False):
+        kept.append(group.sort_values("_order", kind="stable").head(settings.max_issue_rows))
+    issues = pd.concat(kept, ignore_index=True) if kept else issues.iloc[:0]
+    return QualityCounts(counts, set().union(*(p.systems for p in parts)), completeness, issues)
+
+
 def run_quality(
     ref: CityReference,
     data: dict[str, pd.DataFrame],
@@ -266,25 +393,26 @@ def run_quality(
     Returns:
         The :class:`QualityReport`.
     """
-    for table in ("cases", "evaluations"):
-        if table not in data:
-            raise HaochaInputError(f"质检需要 {table} 表", fix="传入规范表 cases 与 evaluations")
-        for col in REQUIRED[table]:
-            if col not in data[table]:
-                raise HaochaInputError(
-                    f"{table} 表缺少质检所需的列 {col}",
-                    column=col,
-                    fix="按数据契约（docs/data-contract.md）提供该列，或先用 haocha ingest 导入原始导出",
-                )
-    cases, evaluations = data["cases"], data["evaluations"]
-    if "case_id" not in evaluations:  # optional in the contract: no evaluation names a case
-        evaluations = evaluations.assign(case_id=pd.Series(pd.NA, index=evaluations.index, dtype="str"))
-    links = link(cases, evaluations)
-    case_records = check_cases(cases, period, ref, settings, links)
-    eval_records = check_evaluations(evaluations, cases, period, settings, links)
-    units = _unit_attributes(ref)
+    counts = combine_quality_counts([quality_counts(ref, data, period, settings)], settings)
+    return quality_report(ref, counts, period, settings)
 
-    totals = {t: _counts(r, []).iloc[0] for t, r in (("cases", case_records), ("evaluations", eval_records))}
+
+def quality_report(
+    ref: CityReference,
+    counts: QualityCounts,
+    period: Period,
+    settings: QualitySettings = QualitySettings(),
+) -> QualityReport:
+    """Counts → report: the figures and tables of the quality report, whichever engine counted.
+
+    Args:
+        ref: the city's reference data.
+        counts: :func:`combine_quality_counts` of the window's partitions.
+        period: the statistical period.
+        settings: thresholds (:class:`QualitySettings`).
+    """
+    units = _unit_attributes(ref)
+    totals = {t: counts.counts[t][""].iloc[0] for t in ("cases", "evaluations")}
     total = totals["cases"] + totals["evaluations"]
     for table, t in totals.items():
         # The stages are a funnel: each is a subset of the one before.
@@ -335,29 +463,26 @@ def run_quality(
             if catalogue is not None
             else "/"
         ),
-        "systems": sorted(s for s in case_records["system"].unique() if s != NO_SYSTEM),
+        "systems": sorted(counts.systems),
         "definitions": record_stages(),
         "settings": settings.as_dict(),
     }
     figures["sentence"] = bulletin_sentence(figures)
 
-    tables, series = _build_tables(case_records, eval_records, units, figures, settings)
+    tables, series = _build_tables(counts, totals, units, figures, settings)
     tables["completeness"] = pd.concat(
-        [
-            completeness(cases.loc[period.contains(cases["finished_at"])], "cases"),
-            completeness(evaluations.loc[period.contains(evaluations["evaluated_at"])], "evaluations"),
-        ],
+        [completeness_table(counts.completeness[t], t) for t in ("cases", "evaluations")],
         ignore_index=True,
     )
-    tables["issues"] = _issues(case_records, eval_records, units, settings)
+    tables["issues"] = _issues_table(counts.issues, settings)
     return QualityReport(
         city=ref.city_name, period=period.label, figures=figures, tables=tables, series=series
     )
 
 
 def _build_tables(
-    case_records: pd.DataFrame,
-    eval_records: pd.DataFrame,
+    counts: QualityCounts,
+    totals: dict[str, pd.Series],
     units: pd.DataFrame,
     figures: dict,
     settings: QualitySettings,
@@ -366,7 +491,7 @@ def _build_tables(
     series: dict[str, pd.DataFrame] = {}
 
     # overview: one row per data type and a total row.
-    overview = _by_kind(case_records, eval_records, [])
+    overview = _by_kind(counts, "")
     total = overview.drop(columns="table").sum().to_frame().T
     total.insert(0, "table", "合计")
     overview = pd.concat([overview, total], ignore_index=True)
@@ -379,7 +504,7 @@ def _build_tables(
     tables["overview"]["办件关联事项率"] = [figures["case_matter_linkage_rate"], "/", "/"]
 
     # by source system (evaluations take their linked case's system), largest systems first.
-    by_system = _by_kind(case_records, eval_records, ["system"])
+    by_system = _by_kind(counts, "system")
     evaluations_produced = by_system.loc[by_system["table"] == "评价"].set_index("system")["produced"]
     system_totals = by_system.drop(columns="table").groupby("system", sort=True).sum().reset_index()
     system_totals.insert(0, "table", "合计")
@@ -404,22 +529,22 @@ def _build_tables(
     series["by_system"] = _rates(by_system.drop(columns=["_order", "_last", "_volume"]))
 
     # by unit: cases and evaluations side by side.
-    unit_counts = _by_unit_counts(case_records, eval_records)
+    unit_counts = _by_unit_counts(counts)
     tables["by_unit"], unit_numeric = _present_units(unit_counts, units)
     tables["worst_units"] = _worst_units(unit_numeric, settings)
 
     # by day.
-    day = _by_kind(case_records, eval_records, ["day"])
+    day = _by_kind(counts, "day")
     series["by_day"] = _rates(day)
     tables["by_day"] = _present_days(day)
 
-    tables["checks"] = _checks_table(figures, case_records, eval_records, settings)
+    tables["checks"] = _checks_table(figures, totals, settings)
     return tables, series
 
 
-def _by_unit_counts(case_records: pd.DataFrame, eval_records: pd.DataFrame) -> pd.DataFrame:
-    cases = _counts(case_records, ["unit_id"]).set_index("unit_id").add_prefix("c_")
-    evals = _counts(eval_records, ["unit_id"]).set_index("unit_id").add_prefix("e_")
+def _by_unit_counts(counts: QualityCounts) -> pd.DataFrame:
+    cases = counts.counts["cases"]["unit_id"].set_index("unit_id").add_prefix("c_")
+    evals = counts.counts["evaluations"]["unit_id"].set_index("unit_id").add_prefix("e_")
     both = cases.join(evals, how="outer").fillna(0).astype("int64")
     for key in ("produced", "submitted", "passed", "stored", "failed_any", "late", "unknown", "timely"):
         both[key] = both[f"c_{key}"] + both[f"e_{key}"]
@@ -514,9 +639,7 @@ def _present_days(day: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _checks_table(
-    figures: dict, case_records: pd.DataFrame, eval_records: pd.DataFrame, settings: QualitySettings
-) -> pd.DataFrame:
+def _checks_table(figures: dict, totals: dict[str, pd.Series], settings: QualitySettings) -> pd.DataFrame:
     limit = _limit_cn(figures)
     catalogue = figures["matter_catalogue"]
     rules = [
@@ -545,17 +668,16 @@ def _checks_table(
             "—",
         ),
     ]
-    records = {"cases": case_records, "evaluations": eval_records}
     rows = []
     for table, check, rule, threshold in rules:
-        frame = records[table]
-        failed = int(frame[f"fail_{check}"].sum())
-        unknown = int((frame["timeliness"] == UNKNOWN).sum()) if check == CHECK_TIMELINESS else 0
-        checked = len(frame) if not (check == CHECK_MATTER and not catalogue) else 0
+        total = totals[table]
+        failed = int(total[f"fail_{check}"])
+        unknown = int(total["unknown"]) if check == CHECK_TIMELINESS else 0
+        checked = int(total["produced"]) if not (check == CHECK_MATTER and not catalogue) else 0
         if check == CHECK_ORPHAN:
-            checked = int(frame["has_case_id"].sum())
+            checked = int(total["has_case_id"])
         if check == CHECK_SEQUENCE:
-            checked = int(frame["linked"].sum())
+            checked = int(total["linked"])
         kind = (
             "阻断（质检）"
             if check in settings.blocking_checks
@@ -576,8 +698,8 @@ def _checks_table(
                 "通过率": format_ratio(checked - failed, checked),
             }
         )
-    conflicts = int(eval_records["unit_conflict"].sum())
-    linked = int(eval_records["linked"].sum())
+    conflicts = int(totals["evaluations"]["unit_conflict"])
+    linked = int(totals["evaluations"]["linked"])
     rows.append(
         {
             "数据类型": "评价",
@@ -594,11 +716,14 @@ def _checks_table(
     return pd.DataFrame(rows)
 
 
-def _issues(
+ISSUE_COLUMNS = ["数据类型", "记录编号", "单位编码", "单位名称", "来源系统", "日期", "检查项", "说明"]
+
+
+def _issue_hits(
     case_records: pd.DataFrame, eval_records: pd.DataFrame, units: pd.DataFrame, settings: QualitySettings
 ) -> pd.DataFrame:
-    """Record-level problem list (one row per record and failed check), capped."""
-    parts, room = [], settings.max_issue_rows
+    """The first ``max_issue_rows`` listed records of every (table, check), presented, with their order."""
+    parts = []
     for table, records in (("cases", case_records), ("evaluations", eval_records)):
         checks = [*ALL_CHECKS, "unit_conflict"] if table == "evaluations" else list(ALL_CHECKS)
         for check in checks:
@@ -606,8 +731,7 @@ def _issues(
             hit = records.loc[records[column].to_numpy(dtype=bool)]
             if check == CHECK_TIMELINESS:
                 hit = hit[hit["timeliness"] != UNKNOWN]  # not submitted: counted, not listed
-            hit = hit.iloc[: max(room, 0)]
-            room -= len(hit)
+            hit = hit.iloc[: settings.max_issue_rows]
             if hit.empty:
                 continue
             detail = pd.Series("", index=hit.index, dtype="str")
@@ -639,11 +763,29 @@ def _issues(
                         if check == "unit_conflict"
                         else CHECK_LABELS[check],
                         "说明": np.asarray(detail),
+                        "_table": table,
+                        "_check": check,
+                        "_order": hit.index.to_numpy(dtype="int64"),
                     }
                 )
             )
     if not parts:
-        return pd.DataFrame(
-            columns=["数据类型", "记录编号", "单位编码", "单位名称", "来源系统", "日期", "检查项", "说明"]
-        )
+        empty = pd.DataFrame(columns=ISSUE_COLUMNS)
+        return empty.assign(_table=pd.Series(dtype="str"), _check="", _order=pd.Series(dtype="int64"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _issues_table(hits: pd.DataFrame, settings: QualitySettings) -> pd.DataFrame:
+    """Record-level problem list (one row per record and failed check), capped, in check order."""
+    parts, room = [], settings.max_issue_rows
+    for table in ("cases", "evaluations"):
+        checks = [*ALL_CHECKS, "unit_conflict"] if table == "evaluations" else list(ALL_CHECKS)
+        for check in checks:
+            hit = hits.loc[(hits["_table"] == table) & (hits["_check"] == check)]
+            hit = hit.sort_values("_order", kind="stable").iloc[: max(room, 0)]
+            room -= len(hit)
+            if not hit.empty:
+                parts.append(hit[ISSUE_COLUMNS])
+    if not parts:
+        return pd.DataFrame(columns=ISSUE_COLUMNS)
     return pd.concat(parts, ignore_index=True).head(settings.max_issue_rows)

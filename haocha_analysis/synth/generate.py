@@ -22,9 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import yaml
 
 from haocha_analysis.analysis.anomalies.settings import KINDS, Settings
 from haocha_analysis.core import atomic
-from haocha_analysis.core.config import DEFAULT_SCENARIO, REPORT_DELAY_LIMIT, SCENARIOS_DIR, SYNTHETIC_DIR
+from haocha_analysis.core.config import DEFAULT_SCENARIO, SCENARIOS_DIR, SYNTHETIC_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period, resolve_period
 from haocha_analysis.core.reference import CityReference, load_city
@@ -54,14 +52,21 @@ from haocha_analysis.synth.plan import (
     load_targets,
     target_plan,
 )
-from haocha_analysis.synth.records import NA, ONSITE, Calendar, generate_records, to_frames
+from haocha_analysis.synth.realistic import generate_realistic, iter_history_realistic
+from haocha_analysis.synth.records import Calendar, generate_records, to_frames
+from haocha_analysis.synth.truth import (
+    SynthResult,
+    build_truth_entries,
+    record_level_counts,
+    truth_entry,
+)
+from haocha_analysis.synth.truth import named_rng as _rng
 
 GENERATOR_VERSION = "1.0"
 
 # Quarter-of-year volume factors: Q1 is low around 春节; Q4 is the year-end peak.
 SEASONALITY = {1: 0.80, 2: 1.00, 3: 1.03, 4: 1.10}
 QUARTERLY_GROWTH = 1.04
-LIMIT_S = int(REPORT_DELAY_LIMIT.total_seconds())
 # Per-unit raw 差评 rates: the scenario's bad_rate × lognormal(0, BAD_RATE_SIGMA).
 BAD_RATE_SIGMA = 0.5
 # An observer can only judge a unit's 差评 against its peers: a low but common rate is the lower
@@ -74,17 +79,6 @@ HIGH_INVALID_MIN_RECORDS = 15
 # low_active truth: the one fixed floor of cases, the smallest n at which the detector's documented
 # rule can confirm a share under 5% at all: (1 − 0.05)^n < 0.01 ⇔ n ≥ 90 (anomalies.Settings).
 LOW_ACTIVE_TRUTH_MIN_CASES = 90
-
-
-@dataclass
-class SynthResult:
-    """Generated canonical tables of one period and their ground truth."""
-
-    tables: dict[str, pd.DataFrame]
-    truth: dict
-    plan: pd.DataFrame = field(repr=False)
-    period: Period | None = None
-    seconds: float = 0.0
 
 
 # --- scenarios -------------------------------------------------------------------------------------
@@ -121,11 +115,6 @@ def load_scenario(scenario: str | Path | dict) -> dict:
     data.setdefault("name", path.stem)
     data["_path"] = str(path)
     return data
-
-
-def _rng(seed: int, *names: str) -> np.random.Generator:
-    words = [int(seed) & 0xFFFFFFFF] + [zlib.crc32(str(n).encode("utf-8")) for n in names]
-    return np.random.default_rng(np.random.SeedSequence(words))
 
 
 def _as_ref(ref: CityReference | str | Path) -> CityReference:
@@ -237,8 +226,6 @@ def generate(
     started = time.perf_counter()
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
     if scen.get("model") == "realistic":
-        from haocha_analysis.synth.realistic import generate_realistic
-
         return generate_realistic(ref, period, scale, seed, scen)
     plan = build_plan(ref, period, scale, seed, scen)
     rec_rng = _rng(seed, ref.key, period.label, "records")
@@ -292,43 +279,6 @@ def _city_region(plan: pd.DataFrame) -> str:
 # --- truth -----------------------------------------------------------------------------------------
 
 
-def record_level_counts(rec, cal_end_s: int | None = None) -> dict:
-    """Exact record-level totals of the generated data (the quality checks' expected counts)."""
-    c, e = rec.cases, rec.evals
-    linked = e["case"] >= 0
-    fin = c["finished"][np.where(linked, e["case"], 0)]
-    case_late = (c["reported"] != NA) & (c["reported"] - c["finished"] > LIMIT_S)
-    eval_late = (e["reported"] != NA) & (e["reported"] - e["evaluated"] > LIMIT_S)
-    att1 = (e["attempt"] == 1) & linked
-    cases_with_first = len(np.unique(e["case"][att1]))
-    bad = e["sat"] <= 2
-    valid = rec.bad_valid if rec.bad_valid is not None else np.zeros(len(bad), bool)
-    onsite = np.isin(e["channel"], ONSITE)
-    return {
-        "cases": len(c["unit"]),
-        "evaluations": len(e["case"]),
-        "first_evaluations": int(cases_with_first + (~linked & (e["attempt"] == 1)).sum()),
-        "case_first_evaluations": int(cases_with_first),
-        "late_reports": {"cases": int(case_late.sum()), "evaluations": int(eval_late.sum())},
-        "missing_reported_at": {
-            "cases": int((c["reported"] == NA).sum()),
-            "evaluations": int((e["reported"] == NA).sum()),
-        },
-        "duplicate_evaluations": int(att1.sum() - cases_with_first),
-        "evals_before_case": int((linked & (e["evaluated"] < fin)).sum()),
-        "raw_bad": int(bad.sum()),
-        "invalid_bad": int((bad & ~valid).sum()),
-        "valid_bad": int((bad & valid).sum()),
-        "unlinked_evaluations": int((~linked).sum()),
-        "followups": int((e["attempt"] >= 2).sum()),
-        "active": int((e["active"] == 1).sum()),
-        "system_default": int((e["active"] == 0).sum()),
-        "active_unknown": int((e["active"] < 0).sum()),
-        "onsite": int(onsite.sum()),
-        "cases_without_matter": 0,
-    }
-
-
 def build_truth(
     ref, period, scale, seed, scen, plan, rec, injected: list[Injected], tables, order, missing
 ) -> dict:
@@ -342,7 +292,7 @@ def build_truth(
     level_table = np.where(plan["kind"].isin([KIND_CITY, KIND_CITY_PUBLIC]), "cases", "evaluations")
     for i in np.flatnonzero((volume == 0).to_numpy() & plan["had_history"].to_numpy()):
         entries.append(
-            _entry(
+            truth_entry(
                 "zero_data",
                 unit_ids[i],
                 level_table[i],
@@ -356,7 +306,7 @@ def build_truth(
         )
     for i in np.flatnonzero(plan["injected_low_volume"].to_numpy() & (volume > 0).to_numpy()):
         entries.append(
-            _entry(
+            truth_entry(
                 "low_volume",
                 unit_ids[i],
                 level_table[i],
@@ -374,7 +324,7 @@ def build_truth(
     unscored = []
     for i, scored in low_active_truth(plan):
         injected_here = bool(plan.at[i, "_low_active"])
-        entry = _entry(
+        entry = truth_entry(
             "low_active",
             unit_ids[i],
             level_table[i],
@@ -393,7 +343,7 @@ def build_truth(
     for i in np.flatnonzero(plan["injected_too_perfect"].to_numpy()):
         raw = int(((units_e == i) & (first_sat <= 2)).sum())
         entries.append(
-            _entry(
+            truth_entry(
                 "too_perfect",
                 unit_ids[i],
                 "evaluations",
@@ -410,7 +360,7 @@ def build_truth(
     for i in np.flatnonzero(plan["injected_high_invalid_bad"].to_numpy()):
         rows = np.flatnonzero((units_e == i) & (first_sat <= 2))
         entries.append(
-            _entry(
+            truth_entry(
                 "high_invalid_bad",
                 unit_ids[i],
                 "evaluations",
@@ -440,29 +390,6 @@ def build_truth(
     }
 
 
-def build_truth_entries(
-    plan: pd.DataFrame, injected: list[Injected], tables: dict, order: dict
-) -> list[dict]:
-    """Truth entries of injected anomalies, their row indices mapped to the written ids."""
-    case_ids = tables["cases"]["case_id"].to_numpy()
-    eval_ids = tables["evaluations"]["eval_id"].to_numpy()
-    eval_pos = np.empty(len(order["eval_order"]), dtype=np.int64)
-    eval_pos[order["eval_order"]] = np.arange(len(eval_pos))
-    unit_ids = plan["unit_id"].to_numpy()
-    entries = []
-    for a in injected:
-        ids = (
-            case_ids[order["case_pos"][a.case_rows]]
-            if a.table == "cases"
-            else eval_ids[eval_pos[a.eval_rows]]
-        )
-        entries.append(
-            _entry(a.kind, unit_ids[a.unit], a.table, sorted(ids.tolist()), a.count, a.detail, a.source)
-        )
-    entries.sort(key=lambda a: (list(KINDS).index(a["kind"]), a["unit_id"]))
-    return entries
-
-
 def low_active_truth(plan: pd.DataFrame) -> list[tuple[int, bool]]:
     """Plan rows of the low_active truth, each with whether it is scored.
 
@@ -484,18 +411,6 @@ def low_active_truth(plan: pd.DataFrame) -> list[tuple[int, bool]]:
     bound = binomial_tail_bound(active, cases, np.full(len(cases), s.low_active_max_share), lower=True)
     scored = (share <= ACTIVE_CLEARLY_LOW) & (bound < s.low_active_alpha)
     return [(int(i), bool(scored[i])) for i in np.flatnonzero(listed | plan["_low_active"].to_numpy())]
-
-
-def _entry(kind, unit_id, table, ids, count, detail, source="injected") -> dict:
-    return {
-        "kind": kind,
-        "unit_id": str(unit_id),
-        "table": table,
-        "record_ids": ids,
-        "count": int(count if count is not None else len(ids)),
-        "detail": detail,
-        "source": source,
-    }
 
 
 # --- history ---------------------------------------------------------------------------------------
@@ -553,8 +468,6 @@ def iter_history(
     """Earlier periods one at a time (oldest first), so that only one is in memory."""
     ref, period, scen = _as_ref(ref), _as_period(period), load_scenario(scenario)
     if scen.get("model") == "realistic":
-        from haocha_analysis.synth.realistic import iter_history_realistic
-
         yield from iter_history_realistic(ref, period, quarters, scale, seed, scen)
         return
     plan = build_plan(ref, period, scale, seed, scen)

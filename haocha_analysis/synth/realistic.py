@@ -59,13 +59,15 @@ from haocha_analysis.synth.records import (
     Records,
     _comments,
     cap_to_period,
+    case_rows,
     channel_delays,
     lognormal_delay,
-    make_operators,
     office_times,
     sample_rows,
     to_frames,
 )
+from haocha_analysis.synth.truth import SynthResult, build_truth_entries, record_level_counts
+from haocha_analysis.synth.truth import named_rng as _rng
 
 MODEL = "realistic"
 # Quarterly cases at scale 1 by unit kind: median and lognormal sigma (heavy-tailed: a few units have
@@ -88,12 +90,6 @@ WORKDAYS_PER_QUARTER = 61.0
 HALL = (KIND_DEPT, KIND_WINDOW, KIND_TOWN, KIND_CITY)
 AGENT_CASES = (25, 40)
 SELF_SERVICE_SHARE = 0.4  # 24-hour units: cases done at the self-service terminal
-
-
-def _rng(seed: int, *names: str) -> np.random.Generator:
-    from haocha_analysis.synth.generate import _rng as named_rng
-
-    return named_rng(seed, *names)
 
 
 def _u(rng: np.random.Generator, spec, default) -> float:
@@ -293,25 +289,18 @@ def quarter_records(
     reported = finished + rng.integers(5, 291, n)
     late = rng.random(n) < plan["late_case"].to_numpy()[unit]
     reported[late] = finished[late] + lognormal_delay(rng, int(late.sum()), 3 * 3600, 1.0, 400, 3 * DAY)
-    count = catalogue["count"][unit]
-    within = np.minimum((count * rng.random(n) ** 2.5).astype(np.int64), np.maximum(count - 1, 0))
-    matter = catalogue["offset"][unit] + within
-    frequent = rng.random(n) < 0.05
-    person = np.where(frequent, rng.integers(0, max(population // 50, 1), n), rng.integers(0, population, n))
-    operators, op_offset, op_count = make_operators(
-        plan.assign(cases=plan["base_cases"].round().astype(np.int64))
+    cases, (operators, op_offset, op_count) = case_rows(
+        rng,
+        unit,
+        accepted,
+        finished,
+        reported,
+        catalogue,
+        population,
+        plan.assign(cases=plan["base_cases"].round().astype(np.int64)),
     )
-    operator = (op_offset[unit] + (rng.random(n) * op_count[unit]).astype(np.int64)).astype(np.int32)
+    person, operator = cases["person"], cases["operator"]
     operator[self_service] = -1
-    cases = {
-        "unit": unit,
-        "matter": matter,
-        "accepted": accepted,
-        "finished": finished,
-        "reported": reported,
-        "person": person,
-        "operator": operator,
-    }
 
     # --- first evaluations of cases ---
     rows = np.flatnonzero(rng.random(n) < trait["eval_rate"][unit])
@@ -777,8 +766,6 @@ def _population(plan: pd.DataFrame) -> int:
 
 def generate_realistic(ref: CityReference, period: Period, scale: float, seed: int, scen: dict):
     """The last quarter of a realistic city, with its anomalies and their truth (a SynthResult)."""
-    from haocha_analysis.synth.generate import SynthResult, build_truth_entries, record_level_counts
-
     started = time.perf_counter()
     city = build_city(ref, scale, seed, scen)
     rng = _rng(seed, ref.key, MODEL, period.label, "plan")

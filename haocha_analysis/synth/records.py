@@ -190,7 +190,10 @@ def sample_rows(rng: np.random.Generator, group: np.ndarray, probs: np.ndarray) 
     cum[:, -1] = 1.0 + 1e-9
     flat = (cum + np.arange(len(probs))[:, None]).ravel()
     pos = np.searchsorted(flat, group + rng.random(len(group)), side="right")
-    return (pos - group.astype(np.int64) * k).astype(np.int64)
+    # A draw within 1e-9 of its group's start lands before the group (the previous group's last bound
+    # is g + 1e-9), one rounded up to g + 1 after it: both are the group's edge category, not -1 or k
+    # (a missing channel: one in ~10^9 rows, seen at scale 4).
+    return np.clip(pos - group.astype(np.int64) * k, 0, k - 1).astype(np.int64)
 
 
 def rank_within(group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -286,6 +289,45 @@ def make_operators(plan: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(labels, dtype=object), offset, count
 
 
+def case_rows(
+    rng: np.random.Generator,
+    unit: np.ndarray,
+    accepted: np.ndarray,
+    finished: np.ndarray,
+    reported: np.ndarray,
+    catalogue: dict[str, np.ndarray],
+    population: int,
+    operator_plan: pd.DataFrame,
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A period's cases from their units and times: matter, applicant and window staff drawn.
+
+    A few matters of a unit's catalogue dominate; a few applicants (agents, companies) have several
+    cases; each case is handled by one of its unit's staff (:func:`make_operators` of
+    ``operator_plan``). Both generators (this module's and :mod:`.realistic`) draw in this order.
+
+    Returns:
+        The cases' columns, and the staff (labels, offset and count per unit).
+    """
+    n = len(unit)
+    count = catalogue["count"][unit]
+    within = np.minimum((count * rng.random(n) ** 2.5).astype(np.int64), np.maximum(count - 1, 0))
+    matter = catalogue["offset"][unit] + within
+    frequent = rng.random(n) < 0.05
+    person = np.where(frequent, rng.integers(0, max(population // 50, 1), n), rng.integers(0, population, n))
+    operators, op_offset, op_count = make_operators(operator_plan)
+    operator = (op_offset[unit] + (rng.random(n) * op_count[unit]).astype(np.int64)).astype(np.int32)
+    cases = {
+        "unit": unit,
+        "matter": matter,
+        "accepted": accepted,
+        "finished": finished,
+        "reported": reported,
+        "person": person,
+        "operator": operator,
+    }
+    return cases, (operators, op_offset, op_count)
+
+
 def generate_records(
     plan: pd.DataFrame,
     period: Period,
@@ -321,24 +363,12 @@ def generate_records(
         acc = acc_day + minute.astype(np.int64) * 60 + rng.integers(0, 60, int(slow.sum()))
         accepted[slow] = np.minimum(acc, finished[slow] - 60)
     reported = finished + rng.integers(5, 291, n)
-    count = catalogue["count"][unit]
-    if (count == 0).any():
+    if (catalogue["count"][unit] == 0).any():
         raise ValueError("a unit with cases has no catalogue matter")
-    within = np.minimum((count * rng.random(n) ** 2.5).astype(np.int64), count - 1)  # a few matters dominate
-    matter = catalogue["offset"][unit] + within
-    frequent = rng.random(n) < 0.05  # agents and companies with several cases
-    person = np.where(frequent, rng.integers(0, max(population // 50, 1), n), rng.integers(0, population, n))
-    operators, op_offset, op_count = make_operators(plan)
-    operator = (op_offset[unit] + (rng.random(n) * op_count[unit]).astype(np.int64)).astype(np.int32)
-    cases = {
-        "unit": unit,
-        "matter": matter,
-        "accepted": accepted,
-        "finished": finished,
-        "reported": reported,
-        "person": person,
-        "operator": operator,
-    }
+    cases, (operators, op_offset, op_count) = case_rows(
+        rng, unit, accepted, finished, reported, catalogue, population, plan
+    )
+    person, operator = cases["person"], cases["operator"]
 
     # --- first evaluations of cases ---
     known = plan["active_known"].to_numpy()

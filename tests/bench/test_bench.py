@@ -25,3 +25,23 @@ def test_bench_harness_runs_every_stage_at_a_tiny_scale(tmp_path):
     assert {"load", "quality", "tables", "anomalies", "notebook", "docx", "html", "pdf"} <= set(pipeline)
     assert by_stage["bulletin"]["tree_peak_mb"] > 0
     assert "通报全流程（bulletin，规模 0.01）" in table and "| notebook（执行通报 notebook） |" in table
+
+
+def test_measure_tree_counts_the_children_of_the_process(tmp_path):
+    """A parent that starts a child holding ~200 MB and spinning: the tree's peak and CPU include it."""
+    import sys
+
+    from haocha_analysis.bench.run import measure_tree
+
+    child = (
+        "import time; x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096])\n"
+        "t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
+    )
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    measured = measure_tree([sys.executable, "-c", parent], poll_s=0.05)
+    assert measured["ok"], measured["error"]
+    assert measured["peak_mb"] >= 200  # the child's memory, not only the parent's (~10 MB)
+    assert measured["cpu_s"] >= 1.0  # the child's CPU second, waited for by the parent
+    assert measured["wall_s"] >= 1.0
+    failed = measure_tree([sys.executable, "-c", "raise SystemExit(3)"])
+    assert not failed["ok"]

@@ -87,3 +87,12 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, small_zibo):
     assert result.exit_code == 2, result.output
     assert "tcp://127.0.0.1:9" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_url_on_the_pandas_engine_is_a_clear_error(tmp_path):
+    for verb in ("tables", "quality", "anomalies"):
+        args = [verb, "--city", "zibo", "--period", "2023Q2", "--data", "memory://x"]
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / verb)])
+        assert result.exit_code == 2, (verb, result.output)
+        assert "--engine dask" in result.output
+        assert not (tmp_path / verb).exists()

@@ -36,7 +36,10 @@ def test_golden_quarter_on_dask(tmp_path, dask_client, zibo):
     assert built.headline["total_evaluations"] == 1428423
 
 
-def test_a_worker_killed_mid_run_does_not_change_the_result(tmp_path, small_zibo):
+@pytest.mark.parametrize(
+    ("task", "group_rows"), [("_run_group", 10**9), ("_tables_partition", 0)], ids=["locality", "shuffle"]
+)
+def test_a_worker_killed_mid_run_does_not_change_the_result(tmp_path, small_zibo, task, group_rows):
     distributed = pytest.importorskip("distributed")
     data = small_zibo
     expected = tables_counts(data, Q2)
@@ -47,12 +50,13 @@ def test_a_worker_killed_mid_run_does_not_change_the_result(tmp_path, small_zibo
         Defined here so that it is pickled by value to the worker processes.
         """
 
-        def __init__(self, marker: str) -> None:
+        def __init__(self, marker: str, task: str) -> None:
             self.marker = marker
+            self.task = task
 
         def transition(self, key, start, finish, **kwargs) -> None:
             name = key[0] if isinstance(key, tuple) else key
-            if finish == "executing" and "_tables_partition" in str(name):
+            if finish == "executing" and self.task in str(name):
                 try:
                     fd = os.open(self.marker, os.O_CREAT | os.O_EXCL)
                 except FileExistsError:
@@ -61,10 +65,10 @@ def test_a_worker_killed_mid_run_does_not_change_the_result(tmp_path, small_zibo
                 os._exit(1)
 
     marker = Path(tmp_path / "died")
-    options = EngineOptions(engine="dask", workers=2, memory_limit="1GB", partitions=4)
+    options = EngineOptions(engine="dask", workers=2, memory_limit="1GB", partitions=4, group_rows=group_rows)
     with session(options):
         client = distributed.get_client()
-        client.register_plugin(DieOnce(str(marker)), name="die-once")
+        client.register_plugin(DieOnce(str(marker), task), name="die-once")
         actual = tables_counts(data, Q2, options)
     assert marker.exists(), "no worker died: the test proved nothing"
     pd.testing.assert_frame_equal(expected.units, actual.units)

@@ -20,7 +20,11 @@ EXTRACTED = date(2023, 7, 10)
 
 
 def _dask(partitions: int = 4) -> EngineOptions:
-    return EngineOptions(engine="dask", partitions=partitions)
+    """The shuffle by case (the fallback for a city larger than a worker) into ``partitions``."""
+    return EngineOptions(engine="dask", partitions=partitions, group_rows=0)
+
+
+LOCAL = EngineOptions(engine="dask")  # locality first: the city's folder reduced by one task
 
 
 def _assert_same_counts(left, right) -> None:
@@ -84,19 +88,20 @@ def _edge_folder(tmp_path, split: bool):
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-partition", "q1-and-q2"])
-@pytest.mark.parametrize("partitions", [1, 3, 8])
+@pytest.mark.parametrize("partitions", [0, 1, 3, 8], ids=["locality", "1", "3", "8"])
 def test_edge_cases_equal(tmp_path, dask_client, qinghe, split, partitions):
     folder = _edge_folder(tmp_path, split)
     expected = tables_counts(folder, Q2)
-    actual = tables_counts(folder, Q2, _dask(partitions))
+    actual = tables_counts(folder, Q2, _dask(partitions) if partitions else LOCAL)
     _assert_same_counts(expected, actual)
     assert int(expected.units["eval_first"].sum()) > 0
     _assert_same_outputs(tmp_path / "out", qinghe, folder, Q2, actual)
 
 
-def test_small_city_equal(tmp_path, dask_client, zibo, small_zibo):
+@pytest.mark.parametrize("shuffle", [False, True], ids=["locality", "shuffle"])
+def test_small_city_equal(tmp_path, dask_client, zibo, small_zibo, shuffle):
     expected = tables_counts(small_zibo, Q2)
-    actual = tables_counts(small_zibo, Q2, _dask(6))
+    actual = tables_counts(small_zibo, Q2, _dask(6) if shuffle else LOCAL)
     _assert_same_counts(expected, actual)
     assert int(actual.units["cases"].sum()) > 1000
     _assert_same_outputs(tmp_path, zibo, small_zibo, Q2, actual)

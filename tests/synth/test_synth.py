@@ -625,3 +625,22 @@ def test_written_data_record_the_reference_extraction_date(tmp_path, zibo):
     result = synth.generate(zibo, "2023Q2", scale=0.005, seed=0, scenario="clean")
     synth.write(result, tmp_path, "2023Q2")
     assert extraction_date(tmp_path, parse_period("2023Q2")) == date(2023, 7, 4)
+
+
+def test_sample_rows_never_leaves_its_group_at_the_edges():
+    """Draws at a group's very start (u < 1e-9) or rounding up to its end stay in the group's range."""
+    import numpy as np
+
+    from haocha_analysis.synth.records import sample_rows
+
+    class Draws:
+        def __init__(self, values):
+            self.values = np.asarray(values, dtype=float)
+
+        def random(self, n):
+            return self.values[:n]
+
+    probs = np.array([[0.5, 0.5], [0.25, 0.75], [1.0, 0.0]])
+    group = np.array([1, 2, 0, 1])
+    got = sample_rows(Draws([0.0, 0.0, 1 - 1e-17, 0.3]), group, probs)
+    assert got.tolist() == [0, 0, 1, 1]  # before the fix: -1, -1, …: a missing channel
