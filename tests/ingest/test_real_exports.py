@@ -148,6 +148,9 @@ def test_rows_split_across_sheets_are_all_read_and_logged(tmp_path, qinghe):
         {"sheet": "空", "reason": "工作表没有内容"},
     ]
     assert log["files"][2]["blank_rows_skipped"] == 1
+    result = run_ingest(bare_profile(tmp_path), [book], tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "已导入 1 个文件（3 个工作表）到" in result.output  # one file given, not three
     # the same records as CSV give the same canonical table
     csv = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
     from_csv, _ = build_tables(bare_profile(tmp_path), [csv], qinghe, "2023Q2")
