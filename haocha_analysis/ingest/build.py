@@ -419,6 +419,22 @@ def _refuse_overlapping_partitions(out_dir: Path, period: Period) -> None:
         )
 
 
+def _refuse_another_city(out_dir: Path, ref: CityReference) -> None:
+    """A canonical folder holds one city: another city's ingest would replace or mix its partitions."""
+    try:
+        previous = json.loads((out_dir / LOG_NAME).read_text(encoding="utf-8")).get("city")
+    except (OSError, ValueError, AttributeError):
+        return  # no log (a new folder, synthetic data): nothing says whose records these are
+    if previous and previous != ref.key:
+        raise HaochaInputError(
+            f"--out 中是城市“{previous}”的规范表，本次导入的是{ref.city_name}（{ref.key}）；"
+            "写入会替换或混入另一个城市的记录",
+            file=str(out_dir),
+            column="--out",
+            fix=f"每个城市用自己的规范表目录，如 data/canonical/{ref.key}",
+        )
+
+
 def _move_into_place(tmp: Path, out_dir: Path, period_label: str) -> None:
     if not out_dir.exists():
         os.replace(tmp, out_dir)
@@ -461,6 +477,8 @@ def ingest_files(
     """
     period = period if isinstance(period, Period) else parse_period(period)
     out_dir = Path(out_dir)
+    ref = ref if isinstance(ref, CityReference) else load_city(ref)
+    _refuse_another_city(out_dir, ref)
     _refuse_overlapping_partitions(out_dir, period)
     tables, log = build_tables(profile, files, ref, period, salt)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

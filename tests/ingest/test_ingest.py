@@ -490,6 +490,22 @@ def test_consecutive_quarters_from_one_export_load_every_evaluation_once(tmp_pat
     assert sorted(window["evaluations"]["eval_id"]) == ["E1", "E2"]
 
 
+def test_another_citys_data_folder_is_refused_before_writing(tmp_path, qinghe, zibo):
+    # `--city qinghe --out <zibo's canonical folder>` used to replace zibo's 2023Q2 partition, exit 0.
+    out = tmp_path / "out"
+    zibo_evals = write(tmp_path / "zibo.csv", [EVAL_HEADER, "E9,,张店区人社局,PC端,满意,2023-04-10 09:00:00"])
+    ingest_files(bare_profile(tmp_path), [zibo_evals], zibo, "2023Q2", out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    evals = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
+    for period in ("2023Q2", "2023Q3"):
+        with pytest.raises(HaochaInputError) as err:
+            ingest_files(bare_profile(tmp_path), [evals], qinghe, period, out)
+        assert "“zibo”" in str(err.value) and "青禾市" in str(err.value)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # The same city may add and replace its own periods.
+    ingest_files(bare_profile(tmp_path), [zibo_evals], zibo, "2023Q2", out)
+
+
 def test_nothing_in_the_period_is_an_error(tmp_path):
     f = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
     out = tmp_path / "out"
