@@ -23,7 +23,7 @@ Every rule of the loop lives here; :mod:`haocha_analysis.analysis.metrics` (附�
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import pandas as pd
 
 from haocha_analysis.core.calendar import add_working_days_series, working_days_between
 from haocha_analysis.core.config import BAD_SATISFACTION
+from haocha_analysis.core.coverage import Coverage, coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import key_positions, link_some
 from haocha_analysis.core.periods import Period, resolve_period
@@ -42,7 +43,7 @@ from haocha_analysis.core.schemas import (
     INVALID_REASONS,
     LEVELS,
 )
-from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, extraction_date, load_window
+from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, available_periods, extraction_date, load_window
 
 STAGES = ("待核实", "核实为无效", "整改中", "已整改待回访", "已回访")
 PENDING, INVALID, RECTIFYING, AWAITING_REVISIT, REVISITED = STAGES
@@ -287,6 +288,7 @@ class Ledger:
     rows: pd.DataFrame  # one row per 差评 (LEDGER_HEADERS columns and the flags behind them)
     by_unit: pd.DataFrame  # FIGURE_COLUMNS per unit (official order), unit_name, district
     by_district: pd.DataFrame  # FIGURE_COLUMNS per district (official order), 市直部门, 合计
+    coverage: Coverage | None = None  # the period's dates the data cover (set by open_ledger)
 
     @property
     def overdue(self) -> pd.DataFrame:
@@ -328,6 +330,9 @@ def open_ledger(
         data_dir: canonical tables.
         as_of: the ledger's date (a date or YYYY-MM-DD); empty: the data's recorded extraction date,
             else today.
+
+    Raises:
+        HaochaInputError: the data hold no case or evaluation in the period (exit 2, as every verb).
     """
     ref = load_city(city)
     p = resolve_period(period)
@@ -339,7 +344,11 @@ def open_ledger(
                 f"台账日期“{as_of}”无法识别", column="as_of", fix="写成 YYYY-MM-DD，或留空"
             ) from err
     day = as_of or extraction_date(Path(data_dir), p) or date.today()
-    return build_ledger(ref, load_ledger_data(Path(data_dir), p), p, day)
+    data = load_ledger_data(Path(data_dir), p)
+    # A period without records would give an all-zero ledger that looks like "no 差评": refuse it.
+    covered = coverage(data, p)
+    require_records(covered, data_dir, available_periods(Path(data_dir)))
+    return replace(build_ledger(ref, data, p, day), coverage=covered)
 
 
 def load_ledger_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:

@@ -75,7 +75,9 @@ def ingest_command(
     for warning in log.get("warnings", []):
         click.echo(warning, err=True)
     totals = log["totals"]
-    click.echo(f"已导入 {len(log['files'])} 个文件到 {out_dir}（统计期 {period_label(log['period'])}）")
+    sheets = sum(1 for f in log["files"] if f.get("sheet") is not None)
+    read = f"{len(files)} 个文件" + (f"（{sheets} 个工作表）" if sheets else "")
+    click.echo(f"已导入 {read}到 {out_dir}（统计期 {period_label(log['period'])}）")
     for table in TABLES:
         t = totals[table]
         click.echo(

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from haocha_analysis.cli import city_option, data_option, out_option, period_option, user_errors
+from haocha_analysis.cli import (
+    city_option,
+    data_option,
+    out_option,
+    period_option,
+    report_coverage,
+    user_errors,
+)
 
 
 @click.command("rectification")
@@ -35,6 +42,7 @@ def rectification_command(
     ref = load_city(city)
     with outputs.claim(out_dir, "rectification", {"--data": data_dir, "--city": ref.path}) as out:
         ledger = open_ledger(city, period, data_dir, as_of.date() if as_of else None)
+        report_coverage(ledger.coverage, data_dir)
         paths = write_outputs(ledger, out)
     total = ledger.by_district.iloc[-1]
     click.echo(

@@ -47,7 +47,7 @@ from haocha_analysis.ingest.profiles import (
     load_profile,
 )
 from haocha_analysis.ingest.readers import SourceFile, read_source
-from haocha_analysis.ingest.storage import record_extraction, swap_in, write_tables
+from haocha_analysis.ingest.storage import _overlaps, record_extraction, swap_in, write_tables
 from haocha_analysis.ingest.values import _first_rows, _text
 
 # --- whole-ingest steps --------------------------------------------------------------------------
@@ -162,22 +162,42 @@ def _linkage(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> tuple[dict[str
     links when the tables are loaded (the loading window), so it is counted here, not dropped.
     """
     cases, evaluations = tables["cases"], tables["evaluations"]
-    if not len(cases) or not len(evaluations) or "case_id" not in evaluations:
+    if not len(cases) or not len(evaluations):
         return {}, []
-    named = evaluations["case_id"].notna().to_numpy(dtype=bool)
-    unlinked = named & ~isin(evaluations["case_id"], cases["case_id"])
+    named = (
+        evaluations["case_id"].notna().to_numpy(dtype=bool)
+        if "case_id" in evaluations
+        else np.zeros(len(evaluations), dtype=bool)
+    )
+    unlinked = named & ~isin(evaluations["case_id"], cases["case_id"]) if named.any() else named
     share = float(unlinked.sum() / named.sum()) if named.any() else 0.0
     by_file = [
         {"file": ledger.name(int(f)), "count": len(rows), "rows": _first_rows(np.sort(rows.to_numpy()))}
         for f, rows in evaluations.loc[unlinked, ["_file", "_row"]].groupby("_file")["_row"]
+    ]
+    # A file none of whose evaluations names a case, beside cases: most often the vendor renamed the
+    # 办件编号 column, and every evaluation would lose its case without any other sign.
+    naming = pd.Series(named).groupby(evaluations["_file"].to_numpy()).any()
+    silent = [int(f) for f, any_named in naming.items() if not any_named]
+    files_naming_no_case = [
+        {"file": ledger.name(f), "count": int((evaluations["_file"] == f).sum())} for f in silent
     ]
     entry = {
         "evaluations_naming_a_case": int(named.sum()),
         "case_not_in_this_ingest": int(unlinked.sum()),
         "share": round(share, 4),
         "by_file": by_file,
+        "files_naming_no_case": files_naming_no_case,
     }
     warnings = []
+    for f, item in zip(silent, files_naming_no_case, strict=True):
+        unused = ledger.info[f].get("extra_columns") or []
+        warnings.append(
+            f"警告：文件 {item['file']} 的 {item['count']} 条评价都没有办件编号，而本次导入含办件："
+            "这些评价不会计入办件的评价数。"
+            + (f"未用到的列：{'、'.join(map(str, unused[:10]))}。" if unused else "")
+            + "办件编号列改了名时，在 profile 的 columns.evaluations.case_id 写明导出中的列名"
+        )
     if share > LINKAGE_WARN_SHARE:
         warnings.append(
             f"警告：{share:.1%} 的评价（{int(unlinked.sum())} 条）所评办件不在本次导入的办件中"
@@ -305,6 +325,10 @@ def build_tables(
                 "encoding": source.encoding,
                 "header_row": source.header_row,
                 "blank_rows_skipped": source.blank_rows,
+                "header_rows_skipped": {
+                    "count": len(source.header_rows),
+                    "rows": _first_rows(np.sort(source.header_rows)),
+                },
                 "null_markers": source.null_markers,
                 "empty_untitled_columns_dropped": source.dropped_columns,
                 **({"sheets_skipped": source.sheets_skipped} if source.sheets_skipped else {}),
@@ -366,6 +390,51 @@ def build_tables(
     return tables, log
 
 
+def _refuse_overlapping_partitions(out_dir: Path, period: Period) -> None:
+    """A partition of another period that overlaps this one would count its records twice.
+
+    Re-ingesting the same period replaces its partition; any other overlapping period already in
+    ``out_dir`` (``2023Q2`` when ingesting ``2023-05``) is refused before any work, so the folder stays
+    readable by every verb instead of being refused by all of them afterwards.
+    """
+    clashes = sorted(
+        {
+            f"{table}/{part.name}"
+            for table in TABLES
+            if (out_dir / table).is_dir()
+            for part in (out_dir / table).iterdir()
+            if part.is_dir()
+            and part.name.startswith("period=")
+            and part.name != f"period={period.label}"
+            and _overlaps(part.name.removeprefix("period="), period)
+        }
+    )
+    if clashes:
+        raise HaochaInputError(
+            f"--out 中已有与统计期 {period.title_cn()} 时间重叠的分区：{'、'.join(clashes[:5])}；"
+            "两份都保留会把同一批记录计两次",
+            file=str(out_dir),
+            column="--period",
+            fix=f"按已有分区的统计期重新导入（替换该期），或把 {period.title_cn()} 导入到另一个 --out 目录",
+        )
+
+
+def _refuse_another_city(out_dir: Path, ref: CityReference) -> None:
+    """A canonical folder holds one city: another city's ingest would replace or mix its partitions."""
+    try:
+        previous = json.loads((out_dir / LOG_NAME).read_text(encoding="utf-8")).get("city")
+    except (OSError, ValueError, AttributeError):
+        return  # no log (a new folder, synthetic data): nothing says whose records these are
+    if previous and previous != ref.key:
+        raise HaochaInputError(
+            f"--out 中是城市“{previous}”的规范表，本次导入的是{ref.city_name}（{ref.key}）；"
+            "写入会替换或混入另一个城市的记录",
+            file=str(out_dir),
+            column="--out",
+            fix=f"每个城市用自己的规范表目录，如 data/canonical/{ref.key}",
+        )
+
+
 def _move_into_place(tmp: Path, out_dir: Path, period_label: str) -> None:
     if not out_dir.exists():
         os.replace(tmp, out_dir)
@@ -407,8 +476,11 @@ def ingest_files(
         HaochaInputError: bad input; nothing is written.
     """
     period = period if isinstance(period, Period) else parse_period(period)
-    tables, log = build_tables(profile, files, ref, period, salt)
     out_dir = Path(out_dir)
+    ref = ref if isinstance(ref, CityReference) else load_city(ref)
+    _refuse_another_city(out_dir, ref)
+    _refuse_overlapping_partitions(out_dir, period)
+    tables, log = build_tables(profile, files, ref, period, salt)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.ingest-", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes 0700; the canonical tables are shared with the team

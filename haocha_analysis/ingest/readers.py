@@ -79,6 +79,8 @@ class SourceFile:
     sheet: str | None = None
     null_markers: dict[str, int] = field(default_factory=dict)  # column → cells read as missing
     blank_rows: int = 0  # empty lines/rows between records: skipped, not records
+    # rows repeating the header between blocks of records (exports concatenated by hand): skipped
+    header_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     dropped_columns: list[str] = field(default_factory=list)  # untitled columns with no value
     sheets_skipped: list[dict[str, str]] = field(default_factory=list)
 
@@ -239,6 +241,18 @@ def _column_names(header: list[object]) -> list[str]:
     ]
 
 
+def _repeated_header(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose every cell is its own column's name, folded as headers are: the header again."""
+    same = frame.notna().all(axis=1).to_numpy(copy=True)
+    for col in frame.columns:
+        if not same.any():
+            break
+        candidates = np.flatnonzero(same)
+        cells = frame[col].iloc[candidates].map(fold).to_numpy()
+        same[candidates] = cells == fold(col)
+    return same
+
+
 def _tidy(source: SourceFile, header: list[object], profile: Profile) -> SourceFile:
     """Apply what every reader shares: null markers, blank rows, untitled empty columns."""
     frame = source.frame
@@ -269,6 +283,12 @@ def _tidy(source: SourceFile, header: list[object], profile: Profile) -> SourceF
             source.blank_rows += int(blank.sum())
             frame = frame[~blank].reset_index(drop=True)
             source.rows = source.rows[~blank]
+    if frame.shape[1]:
+        repeated = _repeated_header(frame)
+        if repeated.any():
+            source.header_rows = source.rows[repeated]
+            frame = frame[~repeated].reset_index(drop=True)
+            source.rows = source.rows[~repeated]
     source.frame = frame
     if len(frame) == 0:
         raise _empty_error(source.name, "只有表头，没有数据行")

@@ -401,6 +401,19 @@ def test_command_writes_the_ledger_csv_and_a_sheet_per_unit(qinghe, tmp_path):
     assert overdue["评价编号"].tolist() == ["e5", "e1", "e4", "e7", "e3"]
 
 
+def test_command_refuses_a_period_without_records_and_warns_on_a_partial_one(qinghe, tmp_path):
+    # An empty period used to give an all-zero ledger ("差评 0 件") with exit 0.
+    data = write_csv_data(tmp_path / "data", LOOP)
+    out = tmp_path / "out"
+    result = run_cli("--city", qinghe.path, "--period", "2023Q2", "--data", data, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "统计期 2023年第二季度" in result.output and "没有任何办件或评价记录" in result.output
+    assert not out.exists()
+    result = run_cli("--city", qinghe.path, "--period", "2023", "--data", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "警告：本期数据仅覆盖" in result.output
+
+
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [

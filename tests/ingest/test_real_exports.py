@@ -148,6 +148,9 @@ def test_rows_split_across_sheets_are_all_read_and_logged(tmp_path, qinghe):
         {"sheet": "空", "reason": "工作表没有内容"},
     ]
     assert log["files"][2]["blank_rows_skipped"] == 1
+    result = run_ingest(bare_profile(tmp_path), [book], tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "已导入 1 个文件（3 个工作表）到" in result.output  # one file given, not three
     # the same records as CSV give the same canonical table
     csv = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
     from_csv, _ = build_tables(bare_profile(tmp_path), [csv], qinghe, "2023Q2")
@@ -444,6 +447,32 @@ def test_blank_lines_do_not_shift_reported_rows(tmp_path):
     refused(tmp_path, [f], "列：评价渠道", "行号（前10个）：6")
 
 
+def test_a_header_row_repeated_inside_the_data_is_skipped_and_counted(tmp_path, qinghe):
+    # Exports concatenated by hand (or pasted sheet after sheet) repeat the header between blocks;
+    # before, the repeated row was read as a record: "单位名称找不到：受理部门" and nothing imported.
+    # Row numbers after a repeated header stay the ones the user sees (E2 is line 4).
+    bad = [EVAL_HEADER, EVAL_ROWS[0], EVAL_HEADER, EVAL_ROWS[1].replace("电话", "传真")]
+    refused(tmp_path, [write(tmp_path / "evals.csv", bad)], "列：评价渠道", "行号（前10个）：4")
+    lines = [EVAL_HEADER, EVAL_ROWS[0], " " + EVAL_HEADER.replace(",", " ,"), EVAL_ROWS[1], EVAL_ROWS[2]]
+    f = write(tmp_path / "evals.csv", lines)
+    out = tmp_path / "out1"
+    result = run_ingest(bare_profile(tmp_path), [f], out)
+    assert result.exit_code == 0, result.output
+    log = json.loads((out / "ingest_log.json").read_text(encoding="utf-8"))
+    entry = log["files"][0]
+    assert entry["rows_read"] == 3
+    assert entry["header_rows_skipped"] == {"count": 1, "rows": [3]}
+    assert accounting(log)["kept"] == 3
+    # A row that only shares some header cells is data, not a header.
+    partly = EVAL_ROWS[2].replace("E3", "评价编号")
+    f = write(tmp_path / "evals.csv", [EVAL_HEADER, EVAL_ROWS[0], partly])
+    result = run_ingest(bare_profile(tmp_path), [f], tmp_path / "out2")
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "out2" / "ingest_log.json").read_text(encoding="utf-8"))
+    assert log["files"][0]["header_rows_skipped"] == {"count": 0, "rows": []}
+    assert accounting(log)["kept"] == 2
+
+
 def test_ingest_log_is_json_and_accounts_for_every_row(tmp_path, qinghe):
     f = write(tmp_path / "evals.csv", [EVAL_HEADER, "", *EVAL_ROWS, ",,,,,"])
     out = tmp_path / "out"
@@ -457,6 +486,28 @@ def test_ingest_log_is_json_and_accounts_for_every_row(tmp_path, qinghe):
 
 
 # --- What must hold: a linkage drop is counted and, above a threshold, a warning ---------------------
+
+
+def test_an_evaluation_file_naming_no_case_beside_cases_is_warned(tmp_path):
+    # The vendor renamed 办件编号 to 业务流水号: every evaluation would silently lose its case, and
+    # 附件1's 评价数 drop to 0 with exit 0 (the 5 % check only sees evaluations that name a case).
+    cases = write(
+        tmp_path / "cases.csv",
+        [CASE_HEADER, "C1,东湖区人社局,2023-04-03 09:00:00", "C2,西山县公安局,2023-04-04 09:00:00"],
+    )
+    renamed = EVAL_HEADER.replace("办件编号", "业务流水号")
+    evals = write(tmp_path / "evals.csv", [renamed, *EVAL_ROWS])
+    out = tmp_path / "out"
+    result = run_ingest(bare_profile(tmp_path), [cases, evals], out)
+    assert result.exit_code == 0, result.output
+    assert f"警告：文件 {evals} 的 3 条评价都没有办件编号" in result.output
+    assert "业务流水号" in result.output
+    log = json.loads((out / "ingest_log.json").read_text(encoding="utf-8"))
+    assert log["linkage"]["files_naming_no_case"] == [{"file": str(evals), "count": 3}]
+    # An evaluation file that names cases is not warned, even when some rows name none (E3).
+    evals = write(tmp_path / "evals.csv", [EVAL_HEADER, *EVAL_ROWS])
+    result = run_ingest(bare_profile(tmp_path), [cases, evals], tmp_path / "out2")
+    assert result.exit_code == 0 and "警告" not in result.output, result.output
 
 
 def test_unlinked_evaluations_are_counted_and_warned(tmp_path):
