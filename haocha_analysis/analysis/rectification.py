@@ -35,7 +35,7 @@ from haocha_analysis.core.config import BAD_SATISFACTION
 from haocha_analysis.core.coverage import Coverage, coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import key_positions, link_some
-from haocha_analysis.core.periods import Period, resolve_period
+from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits, load_city
 from haocha_analysis.core.schemas import (
     FOLLOW_UP_LEVELS,
@@ -43,7 +43,13 @@ from haocha_analysis.core.schemas import (
     INVALID_REASONS,
     LEVELS,
 )
-from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, available_periods, extraction_date, load_window
+from haocha_analysis.ingest.storage import (
+    ORIGIN_COLUMNS,
+    available_periods,
+    extraction_date,
+    load_window,
+    resolve_period_in,
+)
 
 STAGES = ("待核实", "核实为无效", "整改中", "已整改待回访", "已回访")
 PENDING, INVALID, RECTIFYING, AWAITING_REVISIT, REVISITED = STAGES
@@ -335,7 +341,7 @@ def open_ledger(
         HaochaInputError: the data hold no case or evaluation in the period (exit 2, as every verb).
     """
     ref = load_city(city)
-    p = resolve_period(period)
+    p = resolve_period_in(period, data_dir or None)
     if isinstance(as_of, str) and as_of:
         try:
             as_of = date.fromisoformat(as_of)

@@ -15,7 +15,7 @@ import click
 
 from haocha_analysis.cli import zh
 from haocha_analysis.core.errors import EXIT_INPUT_ERROR, HaochaInputError
-from haocha_analysis.core.periods import PERIOD_HELP
+from haocha_analysis.core.periods import LATEST_HELP, PERIOD_HELP
 
 zh.install()  # before any option is declared: help texts are translated when they are made
 
@@ -29,8 +29,13 @@ def city_option(f: Callable) -> Callable:
 
 
 def period_option(f: Callable) -> Callable:
-    """--period."""
+    """--period (a verb that writes data: no ``latest``)."""
     return click.option("--period", required=True, help=PERIOD_HELP)(f)
+
+
+def read_period_option(f: Callable) -> Callable:
+    """--period of a verb that reads data: ``latest`` allowed."""
+    return click.option("--period", required=True, help=PERIOD_HELP + LATEST_HELP)(f)
 
 
 def data_option(f: Callable) -> Callable:

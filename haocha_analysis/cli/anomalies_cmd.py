@@ -10,17 +10,16 @@ from haocha_analysis.cli import (
     check_coverage,
     city_option,
     out_option,
-    period_option,
+    read_period_option,
     report_coverage,
     user_errors,
 )
 from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
-from haocha_analysis.core.periods import resolve_period
 
 
 @click.command("anomalies")
 @city_option
-@period_option
+@read_period_option
 @data_url_option
 @out_option
 @click.option("--history", "history_n", default=4, show_default=True, help="用作历史比较的此前统计期个数")
@@ -38,9 +37,10 @@ def anomalies_command(
     from haocha_analysis.analysis.province import is_province
     from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
+    from haocha_analysis.ingest.storage import resolve_period_in
 
     t0 = time.perf_counter()
-    p = resolve_period(period)
+    p = resolve_period_in(period, data_dir or None)
     local = local_folder(data_dir, engine)
     if is_province(city):
         _province(Path(city), p, data_dir, local, out_dir, history_n, engine)

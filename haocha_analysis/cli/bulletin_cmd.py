@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
-from haocha_analysis.core.periods import PERIOD_HELP
+from haocha_analysis.core.periods import LATEST_HELP, PERIOD_HELP
 
 DATA_HELP = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
 OUT_HELP = "输出目录；省略时为 reports/<城市>/<统计期>/"
@@ -53,7 +53,7 @@ def _document_options(f: Callable) -> Callable:
 
 @click.command("bulletin")
 @click.option("--city", required=True, help=CITY_HELP)
-@click.option("--period", required=True, help=PERIOD_HELP + "，或 latest（数据中最后一个完整季度）")
+@click.option("--period", required=True, help=PERIOD_HELP + LATEST_HELP)
 @_document_options
 @user_errors
 def bulletin(city: str, period: str, **options: object) -> None:
@@ -69,7 +69,7 @@ def bulletin(city: str, period: str, **options: object) -> None:
     "--period",
     default="latest",
     show_default=True,
-    help=PERIOD_HELP + "，或 latest（数据中最后一个完整季度）",
+    help=PERIOD_HELP + LATEST_HELP,
 )
 @click.option(
     "--inbox",

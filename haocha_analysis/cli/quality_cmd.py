@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from haocha_analysis.cli import city_option, out_option, period_option, user_errors
+from haocha_analysis.cli import city_option, out_option, read_period_option, user_errors
 from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 
 
 @click.command("quality")
 @city_option
-@period_option
+@read_period_option
 @data_url_option
 @out_option
 @engine_options
@@ -23,11 +23,12 @@ def quality_command(city: str, period: str, data_dir: str, out_dir: Path, engine
     # Imported when the verb runs: `haocha --help` and `haocha <verb> --help` stay fast.
     from haocha_analysis.analysis.province import is_province
     from haocha_analysis.core import outputs
-    from haocha_analysis.core.periods import resolve_period
     from haocha_analysis.core.reference import load_city
+    from haocha_analysis.ingest.storage import resolve_period_in
 
     started = time.perf_counter()
-    stat_period = resolve_period(period)  # a bad period is refused before the output folder is touched
+    # A bad period is refused before the output folder is touched.
+    stat_period = resolve_period_in(period, data_dir or None)
     local = local_folder(data_dir, engine)
     if is_province(city):
         _province(Path(city), stat_period, data_dir, local, out_dir, engine)
@@ -60,13 +61,14 @@ def quality_command(city: str, period: str, data_dir: str, out_dir: Path, engine
 def _on_engine(ref: object, period: object, data: str, out: Path, engine: object) -> object:
     """Records → counts on the engine, then the report every engine shares (counts → report)."""
     from haocha_analysis.core.coverage import require_records
+    from haocha_analysis.core.settings import for_city as settings_for_city
     from haocha_analysis.engine.api import quality_counts, session
     from haocha_analysis.ingest.storage import available_periods
     from haocha_analysis.quality.outputs import write_outputs
     from haocha_analysis.quality.report import quality_report
     from haocha_analysis.quality.settings import QualitySettings
 
-    settings = QualitySettings()  # as run_from_folder: the defaults
+    settings = settings_for_city(QualitySettings, ref.path, "quality")  # as run_from_folder
     with session(engine):
         counts, cov = quality_counts(data, period, ref, settings, engine)
     require_records(cov, data, available_periods(Path(data)))
@@ -83,13 +85,17 @@ def _province(
     from haocha_analysis.analysis.province import city_data, city_result, load_province
     from haocha_analysis.core import outputs
     from haocha_analysis.core.coverage import require_records
+    from haocha_analysis.core.settings import for_city as settings_for_city
     from haocha_analysis.quality.outputs import write_outputs
     from haocha_analysis.quality.report import quality_report
     from haocha_analysis.quality.run import run_from_folder
     from haocha_analysis.quality.settings import QualitySettings
 
     province = load_province(folder)
-    settings = QualitySettings()  # as run_from_folder: the defaults
+
+    def settings(key: str) -> QualitySettings:  # each city's own settings.yml, as run_from_folder
+        return settings_for_city(QualitySettings, province.cities[key].path, "quality")
+
     with outputs.claim(out_dir, "quality", {"--data": local, "--city": province.path}) as out:
         reports = {}
         if engine.engine == "pandas":
@@ -101,12 +107,12 @@ def _province(
 
             with session(engine):
                 counted = quality_counts_by_group(
-                    data, period, engine, lambda key: province.cities[key], lambda key: settings
+                    data, period, engine, lambda key: province.cities[key], settings
                 )
             for key, ref in province.cities.items():
                 counts, cov = city_result(counted, key, data)
                 require_records(cov, city_data(data, key))
-                reports[key] = quality_report(ref, counts, period, settings)
+                reports[key] = quality_report(ref, counts, period, settings(key))
                 reports[key].figures["data_coverage"] = cov.as_dict()
                 write_outputs(reports[key], out / key)
     for key, report in reports.items():

@@ -11,7 +11,7 @@ from haocha_analysis.cli import (
     city_option,
     data_option,
     out_option,
-    period_option,
+    read_period_option,
     report_coverage,
     user_errors,
 )
@@ -19,7 +19,7 @@ from haocha_analysis.cli import (
 
 @click.command("rectification")
 @city_option
-@period_option
+@read_period_option
 @data_option
 @out_option
 @click.option(

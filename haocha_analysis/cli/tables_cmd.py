@@ -10,18 +10,17 @@ from haocha_analysis.cli import (
     check_coverage,
     city_option,
     out_option,
-    period_option,
+    read_period_option,
     report_coverage,
     user_errors,
 )
 from haocha_analysis.cli.engine_opts import data_url_option, engine_options, local_folder
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import resolve_period
 
 
 @click.command("tables")
 @city_option
-@period_option
+@read_period_option
 @data_url_option
 @out_option
 @click.option(
@@ -45,8 +44,9 @@ def tables_command(
     from haocha_analysis.analysis.province import is_province
     from haocha_analysis.core import outputs
     from haocha_analysis.core.reference import load_city
+    from haocha_analysis.ingest.storage import resolve_period_in
 
-    p = resolve_period(period)
+    p = resolve_period_in(period, data_dir or None)
     local = local_folder(data_dir, engine)
     if engine.engine != "pandas" and compare:
         raise HaochaInputError(

@@ -10,11 +10,11 @@ from haocha_analysis.cli import CITY_HELP, user_errors
 
 
 def _commands() -> list[click.Command]:
-    from haocha_analysis.core.periods import PERIOD_HELP
+    from haocha_analysis.core.periods import LATEST_HELP, PERIOD_HELP
 
     @click.command("unit-reports")
     @click.option("--city", required=True, help=CITY_HELP)
-    @click.option("--period", required=True, help=PERIOD_HELP + "，或 latest（上一个完整季度）")
+    @click.option("--period", required=True, help=PERIOD_HELP + LATEST_HELP)
     @click.option(
         "--data",
         "data_dir",

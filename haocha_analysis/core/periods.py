@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # pandas is imported where timestamps are compared: `haocha -
 
 CN_NUMERALS = "一二三四"
 PERIOD_HELP = "统计期: YYYYQn、YYYY-MM、YYYYHn、YYYY 或 YYYY-MM-DD..YYYY-MM-DD"
+# What ``latest`` means, the same for every verb that reads data (ingest.storage.resolve_period_in).
+LATEST_HELP = "，或 latest（数据中最后一个完整季度；haocha run 给了 --inbox 时为上一个完整季度）"
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,23 @@ def apply(cls: type[T], overrides: dict[str, Any], *, file: Path | None, section
         ) from None
 
 
+def for_city(cls: type[T], city_dir: Path, section: str, settings_file: str | Path | None = None) -> T:
+    """``cls`` with the city's settings.yml (or the file given) applied: its ``section`` and ``timing``.
+
+    The ``timing`` section (the 5-minute rule, the one clock-skew tolerance) is given to quality and
+    to the detectors alike: one clock for both. Every verb reads a city's thresholds through here, so
+    ``haocha quality`` and ``haocha anomalies`` give the figures the bulletin gives.
+    """
+    from haocha_analysis.core.rules import RecordTiming
+
+    path = settings_path(city_dir, settings_file)
+    sections = load_settings(path)
+    shared = {}
+    if sections["timing"]:
+        shared["timing"] = apply(RecordTiming, sections["timing"], file=path, section="timing")
+    return apply(cls, {**shared, **sections[section]}, file=path, section=section)
+
+
 def as_plain(settings: Any) -> Any:
     """A settings object (nested ones too) as JSON-friendly values (for manifest.json)."""
     if dataclasses.is_dataclass(settings) and not isinstance(settings, type):

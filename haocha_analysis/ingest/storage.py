@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from haocha_analysis.core import atomic, outputs
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import distinct_ids
-from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.periods import Period, latest_complete_quarter, parse_period
 from haocha_analysis.core.schemas import (
     CHANNEL_CODES,
     DTYPES,
@@ -52,6 +52,33 @@ def partitions(data_dir: Path, table: str) -> dict[str, Path]:
 def available_periods(data_dir: Path) -> list[str]:
     """Labels of the periods stored in a data folder (from the cases partitions)."""
     return list(partitions(data_dir, "cases"))
+
+
+def resolve_period_in(text: str, data_dir: object = None, *, follow_data: bool = True) -> Period:
+    """A period as a user writes it; ``latest`` is read the same way by every verb.
+
+    ``latest`` is the last complete quarter the data folder holds (data ending in 2023Q2 gives
+    2023Q2 in 2026), so that no verb reports on a quarter the data do not reach. With no folder, a
+    URL, a folder without period partitions, or ``follow_data=False`` (``haocha run`` with an inbox:
+    the new quarter's exports are waiting to be ingested), it is the last complete calendar quarter.
+    """
+    if str(text).strip().lower() != "latest":
+        return parse_period(text)
+    calendar_latest = latest_complete_quarter()
+    if not follow_data or data_dir is None or "://" in str(data_dir) or not Path(data_dir).is_dir():
+        return calendar_latest
+    held = []
+    for label in available_periods(Path(data_dir)):
+        try:
+            p = parse_period(label)
+        except HaochaInputError:
+            continue
+        if p.end <= calendar_latest.end:
+            held.append(p)
+    if not held:
+        return calendar_latest
+    last = max(held, key=lambda p: p.end)
+    return parse_period(f"{last.end.year}Q{(last.end.month - 1) // 3 + 1}")
 
 
 def _overlaps(label: str, period: Period) -> bool:
@@ -142,6 +169,38 @@ def _read_csv(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame
         ) from None
 
 
+def _drop_stored_twice(frame: pd.DataFrame, table: str, part: np.ndarray, source: Path) -> pd.DataFrame:
+    """One record stored in two partitions, identical in every column, is read once.
+
+    Ingesting consecutive quarters from one export stores an evaluation made in July of a June case
+    in both (its case's quarter keeps it for 评价数, its own quarter for the evaluations made then):
+    the same record twice is the storage's doing, not a repeat in the source. Rows identical to an
+    earlier partition's row are dropped and counted (``frame.attrs["stored_twice"]``); a key repeated
+    with any difference, or repeated inside one partition, stays for the linkage rule and quality.
+    """
+    key = "case_id" if table == "cases" else "eval_id"
+    dropped = 0
+    if key in frame and len(frame):
+        candidates = frame[key].duplicated(keep=False).to_numpy(dtype=bool)
+        if candidates.any():
+            values = [c for c in frame.columns if c not in ORIGIN_COLUMNS]
+            rows = frame.loc[candidates, values].assign(_part=part[candidates])
+            within = rows.duplicated(subset=[*values, "_part"], keep="first")
+            across = rows.duplicated(subset=values, keep="first") & ~within
+            if across.any():
+                keep = np.ones(len(frame), dtype=bool)
+                keep[np.flatnonzero(candidates)[across.to_numpy(dtype=bool)]] = False
+                dropped = int((~keep).sum())
+                frame = frame[keep].reset_index(drop=True)
+                log.info(
+                    "%s：%d 条记录在相邻两个分区中完全相同（同一导出分两期导入时常见），按一条读取",
+                    source,
+                    dropped,
+                )
+    frame.attrs["stored_twice"] = dropped
+    return frame
+
+
 def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions: int) -> None:
     """Count keys stored in more than one row and say so (never silent); they are kept."""
     key = "case_id" if table == "cases" else "eval_id"
@@ -192,6 +251,10 @@ def _read_one(
         if origin:
             frames = [_with_origin(f, path, 1) for f, path in zip(frames, files, strict=True)]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if columns is None and len(chosen) > 1:
+            part_of = {f: i for i, path in enumerate(chosen) for f in path.glob("*.parquet")}
+            parts_index = np.repeat([part_of[f] for f in files], [len(f) for f in frames])
+            frame = _drop_stored_twice(frame, table, parts_index, data_dir / table)
         # Partitions are read oldest first; a key stored in two partitions is not dropped here: the
         # linkage rule takes the first row and marks the others, the quality checks count them.
         _report_repeated(frame, table, data_dir / table, len(chosen))

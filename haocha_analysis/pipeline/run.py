@@ -37,8 +37,9 @@ from haocha_analysis.core.config import (
     reports_path,
 )
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, resolve_period
+from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
 from haocha_analysis.pipeline import units
 from haocha_analysis.pipeline.manifest import Recorder, _display_path, input_files, package_versions, sha256
@@ -57,7 +58,6 @@ from haocha_analysis.pipeline.stages import (
     default_issue_date,
     has_period,
     ingest_if_needed,
-    latest_with_data,
     load_context,
     load_data,
     resolve_data_dir,
@@ -122,6 +122,7 @@ def preflight(
     ingest: bool = False,
     inbox: Path | None = None,
     profile: Path | None = None,
+    settings_file: Path | None = None,
 ) -> tuple[Path, Path]:
     """Every check a run makes before it writes anything, so that bad input is exit 2 with nothing written.
 
@@ -140,6 +141,7 @@ def preflight(
         "--narrative": narrative_file,
         "--inbox": inbox,
         "--profile": profile,
+        "--settings": settings_file,
     }
     target = outputs.check_out(
         Path(out_dir) if out_dir else reports_path(ref.key, period.label), "bulletin", inputs
@@ -176,7 +178,7 @@ def build_bulletin(
 
     Args:
         city: reference name or folder.
-        period: period label, or ``latest`` (the last complete quarter).
+        period: period label, or ``latest`` (see :func:`haocha_analysis.ingest.storage.resolve_period_in`).
         data_dir: canonical tables; None means the built-in synthetic data.
         out_dir: target folder, replaced atomically on success.
         extracted_on: 数据提取时间 (YYYY-MM-DD) for the 备注 lines.
@@ -199,9 +201,9 @@ def build_bulletin(
         HaochaInputError: bad input (exit status 2 in the CLI).
     """
     ref = load_city(city)
-    per = resolve_period(period)
-    if str(period).strip().lower() == "latest" and data_dir is not None:
-        per = latest_with_data(Path(data_dir), per)
+    # ``latest`` follows the data, except for ``haocha run`` with an inbox: the new quarter's exports
+    # wait there to be ingested, so the last complete calendar quarter is the one to publish.
+    per = storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox))
     for option, value, what in (
         ("--extracted-on", extracted_on, "数据提取时间"),
         ("--issued-on", issued_on, "成文日期"),
@@ -215,7 +217,15 @@ def build_bulletin(
                 ) from err
     run_settings = RunSettings.for_city(ref, settings_file)  # a bad settings file fails before any work
     target, narrative = preflight(
-        ref, per, data_dir, out_dir, narrative_file, ingest=ingest, inbox=inbox, profile=profile
+        ref,
+        per,
+        data_dir,
+        out_dir,
+        narrative_file,
+        ingest=ingest,
+        inbox=inbox,
+        profile=profile,
+        settings_file=settings_file,
     )
     outputs.clean_stale(target)
     run_id = new_run_id()
@@ -452,13 +462,14 @@ def cli_entry(
     # Checks first: bad input is exit 2 before anything, the log included, is written.
     target, _ = preflight(
         ref,
-        resolve_period(period),
+        storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox)),
         data_dir,
         out_dir,
         narrative_file,
         ingest=ingest,
         inbox=inbox,
         profile=profile,
+        settings_file=settings_file,
     )
     log_dir = (target.parent if out_dir else reports_path(ref.key)) / "logs"
     try:

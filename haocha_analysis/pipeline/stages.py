@@ -24,10 +24,9 @@ from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
-from haocha_analysis.core.rules import RecordTiming
-from haocha_analysis.core.settings import apply as apply_settings
 from haocha_analysis.core.settings import as_plain as settings_as_plain
-from haocha_analysis.core.settings import load_settings, settings_path
+from haocha_analysis.core.settings import for_city as settings_for_city
+from haocha_analysis.core.settings import settings_path
 from haocha_analysis.ingest import build as ingest
 from haocha_analysis.ingest import storage
 from haocha_analysis.pipeline.manifest import Recorder
@@ -58,23 +57,11 @@ class RunSettings:
 
     @classmethod
     def for_city(cls, ref: CityReference, settings_file: str | Path | None = None) -> RunSettings:
-        """The city's settings.yml (or the file given) applied to the defaults, validated.
-
-        The ``timing`` section (the 5-minute rule, the one clock-skew tolerance) is given to quality
-        and to the detectors alike: one clock for both.
-        """
-        path = settings_path(ref.path, settings_file)
-        sections = load_settings(path)
-        timing = apply_settings(RecordTiming, sections["timing"], file=path, section="timing")
-        shared = {"timing": timing} if sections["timing"] else {}
+        """The city's settings.yml (or the file given) applied to the defaults, validated (core.settings)."""
         return cls(
-            quality=apply_settings(
-                quality.QualitySettings, {**shared, **sections["quality"]}, file=path, section="quality"
-            ),
-            anomalies=apply_settings(
-                anomalies.Settings, {**shared, **sections["anomalies"]}, file=path, section="anomalies"
-            ),
-            file=path,
+            quality=settings_for_city(quality.QualitySettings, ref.path, "quality", settings_file),
+            anomalies=settings_for_city(anomalies.Settings, ref.path, "anomalies", settings_file),
+            file=settings_path(ref.path, settings_file),
         )
 
     def as_dict(self) -> dict:
@@ -102,26 +89,6 @@ def resolve_data_dir(ref: CityReference, period: Period, data_dir: str | Path | 
             )
         return path
     return Path(synth.ensure_default_data(city=ref.key, period=period.label))
-
-
-def latest_with_data(data_dir: Path, latest: Period) -> Period:
-    """``latest`` for a data folder: the last complete quarter the folder holds, not today's.
-
-    Data ending in 2023Q2 gives 2023Q2 in 2026. A folder without period partitions keeps ``latest``
-    (the empty-period check then names what the folder holds).
-    """
-    held = []
-    for label in storage.available_periods(data_dir) if data_dir.exists() else []:
-        try:
-            p = parse_period(label)
-        except HaochaInputError:
-            continue
-        if p.end <= latest.end:
-            held.append(p)
-    if not held:
-        return latest
-    last = max(held, key=lambda p: p.end)
-    return parse_period(f"{last.end.year}Q{(last.end.month - 1) // 3 + 1}")
 
 
 def has_period(data_dir: Path, period: Period) -> bool:

@@ -37,7 +37,7 @@ from haocha_analysis.bulletin.unit_report import (
 from haocha_analysis.core.atomic import write_json
 from haocha_analysis.core.config import NOTEBOOKS_DIR, REPORTS_DIR
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, parse_period, resolve_period
+from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.ingest import storage
 from haocha_analysis.pipeline.notebook import _notebook_failure, execute_notebook
@@ -306,7 +306,7 @@ def cli_entry(
 
     interactive = sys.stderr.isatty()
     ref = load_city(city)
-    per = resolve_period(period)
+    per = storage.resolve_period_in(period, data_dir)
     select_units(ref, level, unit_ids)  # bad --level / --units fail before any work
     data_path = resolve_data_dir(ref, per, data_dir)
     recorded = extraction_date(data_path, per)

@@ -9,10 +9,11 @@ import pandas as pd
 from haocha_analysis.core import config
 from haocha_analysis.core.coverage import coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, resolve_period
+from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import load_city
 from haocha_analysis.core.schemas import DTYPES
-from haocha_analysis.ingest.storage import available_periods, load_window
+from haocha_analysis.core.settings import for_city as settings_for_city
+from haocha_analysis.ingest.storage import available_periods, load_window, resolve_period_in
 from haocha_analysis.quality.outputs import write_outputs
 from haocha_analysis.quality.report import QualityReport, _limit_cn, run_quality
 from haocha_analysis.quality.settings import QualitySettings
@@ -54,7 +55,7 @@ def run_from_folder(
     period: str,
     data_dir: str | Path = "",
     out_dir: str | Path = "",
-    settings: QualitySettings = QualitySettings(),
+    settings: QualitySettings | None = None,
 ) -> QualityReport:
     """Load a data folder, run every check and write the outputs (what ``haocha quality`` does).
 
@@ -69,7 +70,7 @@ def run_from_folder(
         The report (its files are already written to ``out_dir``).
     """
     ref = load_city(city)
-    stat_period = resolve_period(period)
+    stat_period = resolve_period_in(period, data_dir or None)
     data_path, out_path = default_paths(city, stat_period, data_dir, out_dir)
     if not data_path.exists():
         raise HaochaInputError(
@@ -81,6 +82,8 @@ def run_from_folder(
     data = load_quality_data(data_path, stat_period)
     cov = coverage(data, stat_period)
     require_records(cov, data_path, available_periods(data_path))
+    if settings is None:  # the city's settings.yml, as the bulletin reads it
+        settings = settings_for_city(QualitySettings, ref.path, "quality")
     report = run_quality(ref, data, stat_period, settings)
     report.figures["data_coverage"] = cov.as_dict()
     write_outputs(report, out_path)

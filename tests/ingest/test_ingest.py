@@ -457,12 +457,6 @@ def test_a_period_overlapping_one_already_in_the_folder_is_refused_before_writin
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []  # no staging left
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest stores an evaluation made in 2023Q3 of a 2023Q2 case in both partitions (its case's "
-    "period and its own); load_window (ingest/storage.py, helper perf) then loads it twice and quality "
-    "counts a 重复评价编号 and one more produced evaluation that the export does not have",
-)
 def test_consecutive_quarters_from_one_export_load_every_evaluation_once(tmp_path, qinghe):
     from haocha_analysis.ingest.storage import load_window
 

@@ -31,12 +31,6 @@ def stored_2023q2(tmp_path: Path, qinghe) -> Path:
     return tmp_path / "data"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/run.py preflight (helper perf) does not count --settings among the run's inputs: "
-    "`haocha bulletin --settings OUT/settings.yml --out OUT` on a previous bulletin folder replaces OUT "
-    "and deletes the settings file it was given, exit 0",
-)
 def test_a_settings_file_inside_out_is_refused(tmp_path, qinghe):
     data = stored_2023q2(tmp_path, qinghe)
     out = tmp_path / "out"  # a previous bulletin output, holding the settings file the user edits
@@ -53,13 +47,6 @@ def test_a_settings_file_inside_out_is_refused(tmp_path, qinghe):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/run.py (helper perf): with --data, `latest` follows the data (stages.latest_with_data), "
-    "so the documented cron job `haocha run --period latest --data D --inbox I` republishes the last "
-    "quarter already in D, exit 0, and never ingests the new quarter's exports waiting in the inbox; "
-    "docs/bulletin.md says latest is counted from the day of the run",
-)
 def test_latest_with_an_inbox_is_the_last_complete_quarter_not_the_last_one_stored(tmp_path, qinghe):
     from haocha_analysis.core.periods import latest_complete_quarter
 
@@ -74,3 +61,31 @@ def test_latest_with_an_inbox_is_the_last_complete_quarter_not_the_last_one_stor
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert "new.csv" in result.output and "无此单位" not in result.output  # never a value
+
+
+def test_latest_means_the_last_quarter_the_data_hold_for_every_verb(tmp_path, qinghe):
+    """Data ending in 2023Q2: `latest` is 2023Q2 for tables, quality, anomalies and rectification."""
+    from haocha_analysis.core.periods import latest_complete_quarter
+    from haocha_analysis.ingest.storage import resolve_period_in
+
+    data = stored_2023q2(tmp_path, qinghe)
+    assert resolve_period_in("latest", data).label == "2023Q2"
+    assert resolve_period_in("latest", data, follow_data=False) == latest_complete_quarter()
+    assert resolve_period_in("latest", None) == latest_complete_quarter()
+    assert resolve_period_in("2023-05", data).label == "2023-05"
+    for verb in ("tables", "quality", "anomalies", "rectification"):
+        out = tmp_path / f"out-{verb}"
+        args = [
+            verb,
+            "--city",
+            str(qinghe.path),
+            "--period",
+            "latest",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+        ]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, (verb, result.output)
+        assert "2023年第二季度" in result.output, (verb, result.output)

@@ -558,3 +558,37 @@ def test_synthetic_quarter_at_scale_1(zibo, tmp_path):
     report = quality.run_quality(zibo, result.tables, Q2)
     _check_against_truth(report, result.truth)
     assert report.figures["produced"]["cases"] == 1428423
+
+
+def test_a_citys_settings_file_reaches_haocha_quality_as_it_reaches_the_bulletin(qinghe, tmp_path):
+    """A city that widens the 5-minute rule to 10 minutes gets that rule from `haocha quality` too."""
+    import shutil
+
+    city = tmp_path / "qinghe"
+    shutil.copytree(qinghe.path, city)
+    (city / "settings.yml").write_text("timing:\n  report_delay_limit: 10分钟\n", encoding="utf-8")
+    cases = _cases(
+        [{"case_id": "c1", "finished_at": "2023-04-03 10:00", "reported_at": "2023-04-03 10:07:00"}]
+    )
+    data = tmp_path / "data"
+    write_tables({"cases": cases, "evaluations": _evals([])}, data, "2023Q2")
+    for reference, late in ((qinghe.path, 1), (city, 0)):  # 7 minutes: late by default, timely at 10
+        out = tmp_path / f"out-{late}"
+        args = [
+            "quality",
+            "--city",
+            str(reference),
+            "--period",
+            "2023Q2",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+        ]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        figures = json.loads((out / "quality_figures.json").read_text(encoding="utf-8"))
+        assert figures["late_reports"]["cases"] == late
+    # The library entry the notebook calls follows the file as well.
+    report = quality.run_from_folder(str(city), "2023Q2", data, tmp_path / "lib")
+    assert report.figures["late_reports"]["cases"] == 0

@@ -16,6 +16,7 @@ from haocha_analysis.core.linkage import link
 from haocha_analysis.core.periods import Period, parse_period, period_label
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.core.schemas import DTYPES, ONSITE_CHANNELS
+from haocha_analysis.core.settings import for_city as settings_for_city
 
 # --- preparation -------------------------------------------------------------------------------
 
@@ -124,7 +125,8 @@ def prepare(
 ) -> Context:
     """Compute the shared per-unit statistics of one period (used by every detector)."""
     period = parse_period(period) if isinstance(period, str) else period
-    settings = settings or Settings()
+    if settings is None:  # the city's settings.yml, as the bulletin reads it
+        settings = settings_for_city(Settings, ref.path, "anomalies")
     if "cases" not in data or "evaluations" not in data:
         raise HaochaInputError(
             "异常发现需要 cases 与 evaluations 两张规范表",

@@ -45,7 +45,7 @@ def detect(
         data: canonical tables {'cases', 'evaluations', 'rectifications' (optional)}.
         period: the period (``Period`` or label such as ``2023Q2``).
         history: earlier periods, {label: tables}; may be None or empty.
-        settings: thresholds (default :class:`Settings`).
+        settings: thresholds (default: the city's settings.yml applied to :class:`Settings`).
         kinds: run only these detectors (default all).
 
     Returns:

@@ -13,10 +13,10 @@ from haocha_analysis.analysis.anomalies.findings import detect_context
 from haocha_analysis.analysis.anomalies.settings import DETECT_COLUMNS, HISTORY_COLUMNS, Settings
 from haocha_analysis.core import config
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, resolve_period
+from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.ingest.storage import load_history as load_stored_history
-from haocha_analysis.ingest.storage import load_window
+from haocha_analysis.ingest.storage import load_window, resolve_period_in
 
 log = logging.getLogger("haocha.anomalies")
 
@@ -90,7 +90,7 @@ def analyse(
 ) -> Analysis:
     """Load a period (and up to ``history_periods`` earlier ones) from a data folder and detect."""
     ref = load_city(city)
-    p = resolve_period(period)
+    p = resolve_period_in(period, data_dir or None)
     folder = default_data_dir(city, data_dir)
     data = load_period(folder, p)
     history = load_history(folder, p, history_periods) if history_periods else {}
