@@ -90,3 +90,46 @@ def test_province_quality_and_anomalies_dask_equal_pandas(tmp_path, dask_client,
     engines_agree(verb, str(province), province, tmp_path, dask_client)  # every city's folder
     for key in ("c01", "c02", "c03"):
         assert any(p.suffix == ".csv" for p in (tmp_path / "dask" / key).iterdir())
+
+
+def test_a_province_is_ingested_city_by_city_from_exports(tmp_path, qinghe):
+    """Each city's exports go through `haocha ingest` into ``<province>/city=<key>/``; tables reads them."""
+    import shutil
+
+    folder = tmp_path / "province"
+    (folder / "reference").mkdir(parents=True)
+    cities = [{"key": "q1", "name": "青禾一市"}, {"key": "q2", "name": "青禾二市"}]
+    for city in cities:
+        shutil.copytree(qinghe.path, folder / "reference" / city["key"])
+        city_yml = folder / "reference" / city["key"] / "city.yml"
+        city_yml.write_text(
+            city_yml.read_text(encoding="utf-8").replace("青禾市", city["name"]), encoding="utf-8"
+        )
+    (folder / "province.yml").write_text(
+        json.dumps({"province": "青禾省", "cities": cities}, ensure_ascii=False), encoding="utf-8"
+    )
+    profile = tmp_path / "bare.yml"
+    profile.write_text("name: bare\nencoding: auto\ntables: auto\n", encoding="utf-8")
+    evals = [
+        "评价编号,办件编号,受理部门,评价渠道,满意度,评价时间",
+        "E1,C1,东湖区人社局,PC端,非常满意,2023-04-03 10:10:00",
+        "E2,,西山县公安局,电话,不满意,2023-05-10 16:00:00",
+    ]
+    for city in cities:
+        exports = tmp_path / city["key"]
+        exports.mkdir()
+        (exports / "cases.csv").write_text(
+            "办件编号,受理部门,办结时间\nC1,东湖区人社局,2023-04-03 10:00:00\n"
+        )
+        (exports / "evals.csv").write_text("\n".join(evals) + "\n", encoding="utf-8")
+        files = [exports / "cases.csv", exports / "evals.csv"]
+        args = ["ingest", "--profile", str(profile), *map(str, files)]
+        args += ["--city", str(folder / "reference" / city["key"]), "--period", "2023Q2"]
+        _run([*args, "--out", str(folder / f"city={city['key']}")])
+    out = tmp_path / "out"
+    _run(["tables", "--city", str(folder), "--data", str(folder), "--period", "2023Q2", "--out", str(out)])
+    rollup = pd.read_csv(out / "cities_rollup.csv", encoding="utf-8-sig")
+    assert rollup["城市"].tolist() == ["青禾一市", "青禾二市", "合计"]
+    one = json.loads((out / "q1" / "headline.json").read_text(encoding="utf-8"))
+    assert rollup.loc[0, "评价数"] == rollup.loc[1, "评价数"] == one["total_evaluations"] > 0
+    assert rollup.loc[2, "评价数"] == 2 * one["total_evaluations"]
