@@ -44,6 +44,7 @@ from haocha_analysis.quality.settings import (
     QualitySettings,
     _rate_column,
     _ratio,
+    timeliness_base,
 )
 
 # --- aggregation -------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def _rates(counts: pd.DataFrame) -> pd.DataFrame:
     out["submission_rate"] = _ratio(out["submitted"], out["produced"])
     out["quality_rate"] = _ratio(out["passed"], out["submitted"])
     out["storage_rate"] = _ratio(out["stored"], out["passed"])
-    out["timely_rate"] = _ratio(out["timely"], out["produced"])
+    out["timely_rate"] = _ratio(out["timely"], timeliness_base(out["produced"], out["unknown"]))
     return out
 
 
@@ -193,7 +194,9 @@ def _present_stages(counts: pd.DataFrame, lead: dict[str, str]) -> pd.DataFrame:
     out["超时上报数"] = counts["late"].to_numpy()
     out["无上报时间数"] = counts["unknown"].to_numpy()
     out["时间倒置数"] = counts["inverted"].to_numpy()
-    out["及时率"] = _rate_column(counts["timely"], counts["produced"]).to_numpy()
+    out["及时率"] = _rate_column(
+        counts["timely"], timeliness_base(counts["produced"], counts["unknown"])
+    ).to_numpy()
     return out.reset_index(drop=True)
 
 
@@ -436,7 +439,10 @@ def quality_report(
         "rates": _bulletin_figures(total),
         "rates_by_table": {t: _bulletin_figures(totals[t]) for t in totals},
         "timely": pair("timely"),
-        "timeliness_rate": {t: format_ratio(totals[t]["timely"], totals[t]["produced"]) for t in totals},
+        "timeliness_rate": {
+            t: format_ratio(totals[t]["timely"], timeliness_base(totals[t]["produced"], totals[t]["unknown"]))
+            for t in totals
+        },
         "late_reports": pair("late"),
         "missing_reported_at": pair("unknown"),
         "inverted_reports": pair("inverted"),
@@ -573,12 +579,16 @@ def _present_units(counts: pd.DataFrame, units: pd.DataFrame) -> tuple[pd.DataFr
             "办件生产数": numeric["c_produced"].to_numpy(),
             "办件超时数": numeric["c_late"].to_numpy(),
             "办件无上报时间数": numeric["c_unknown"].to_numpy(),
-            "办件及时率": _rate_column(numeric["c_timely"], numeric["c_produced"]).to_numpy(),
+            "办件及时率": _rate_column(
+                numeric["c_timely"], timeliness_base(numeric["c_produced"], numeric["c_unknown"])
+            ).to_numpy(),
             "办件事项未关联数": numeric["c_fail_matter"].to_numpy(),
             "评价生产数": numeric["e_produced"].to_numpy(),
             "评价超时数": numeric["e_late"].to_numpy(),
             "评价无上报时间数": numeric["e_unknown"].to_numpy(),
-            "评价及时率": _rate_column(numeric["e_timely"], numeric["e_produced"]).to_numpy(),
+            "评价及时率": _rate_column(
+                numeric["e_timely"], timeliness_base(numeric["e_produced"], numeric["e_unknown"])
+            ).to_numpy(),
             "重复记录数": numeric["fail_duplicate"].to_numpy(),
             "评价早于办结数": numeric["e_fail_sequence"].to_numpy(),
             "孤立评价数": numeric["e_fail_orphan"].to_numpy(),
@@ -628,11 +638,15 @@ def _present_days(day: pd.DataFrame) -> pd.DataFrame:
             "办件生产数": both["c_produced"].to_numpy(),
             "办件超时数": both["c_late"].to_numpy(),
             "办件无上报时间数": both["c_unknown"].to_numpy(),
-            "办件及时率": _rate_column(both["c_timely"], both["c_produced"]).to_numpy(),
+            "办件及时率": _rate_column(
+                both["c_timely"], timeliness_base(both["c_produced"], both["c_unknown"])
+            ).to_numpy(),
             "评价生产数": both["e_produced"].to_numpy(),
             "评价超时数": both["e_late"].to_numpy(),
             "评价无上报时间数": both["e_unknown"].to_numpy(),
-            "评价及时率": _rate_column(both["e_timely"], both["e_produced"]).to_numpy(),
+            "评价及时率": _rate_column(
+                both["e_timely"], timeliness_base(both["e_produced"], both["e_unknown"])
+            ).to_numpy(),
             "重复记录数": (both["c_fail_duplicate"] + both["e_fail_duplicate"]).to_numpy(),
             "评价早于办结数": both["e_fail_sequence"].to_numpy(),
         }

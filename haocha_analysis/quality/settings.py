@@ -143,6 +143,18 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return (numerator.astype("float64") / den).where(den > 0)
 
 
+def timeliness_base(produced, unknown):
+    """The denominator of 及时率: the records produced, or 0 (shown "/") when none has a reporting time.
+
+    A record without reported_at is never timely; but when no record of a group has one (an export
+    without a 上报时间 column), timeliness is a figure the source cannot give, shown "/" rather than
+    0 % (data contract §4). Works on counts and on Series of counts.
+    """
+    if isinstance(produced, pd.Series):
+        return produced.where(unknown < produced, 0)
+    return produced if unknown < produced else 0
+
+
 def _rate_column(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return pd.Series(
         [format_ratio(n, d) for n, d in zip(numerator, denominator, strict=True)],

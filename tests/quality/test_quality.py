@@ -592,3 +592,21 @@ def test_a_citys_settings_file_reaches_haocha_quality_as_it_reaches_the_bulletin
     # The library entry the notebook calls follows the file as well.
     report = quality.run_from_folder(str(city), "2023Q2", data, tmp_path / "lib")
     assert report.figures["late_reports"]["cases"] == 0
+
+
+def test_timeliness_is_slash_when_no_record_has_a_reporting_time(qinghe):
+    """An export without 上报时间: 及时率 is a figure the source cannot give ("/"), never 0 %."""
+    cases = _cases(
+        [
+            {"case_id": "c1", "finished_at": "2023-04-03 10:00", "reported_at": None},
+            {"case_id": "c2", "finished_at": "2023-04-04 10:00", "reported_at": None},
+        ]
+    )
+    report = quality.run_quality(qinghe, {"cases": cases, "evaluations": _evals([])}, Q2)
+    assert report.figures["timeliness_rate"]["cases"] == "/"
+    assert report.figures["missing_reported_at"]["cases"] == 2
+    assert set(report.tables["by_system"]["及时率"]) == {"/"}
+    # One record with a time is enough for a rate: the unknown one still counts against it.
+    cases.loc[0, "reported_at"] = pd.Timestamp("2023-04-03 10:01")
+    report = quality.run_quality(qinghe, {"cases": cases, "evaluations": _evals([])}, Q2)
+    assert report.figures["timeliness_rate"]["cases"] == "50%"
