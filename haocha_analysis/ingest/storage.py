@@ -180,8 +180,12 @@ def _drop_stored_twice(frame: pd.DataFrame, table: str, part: np.ndarray, source
     """
     key = "case_id" if table == "cases" else "eval_id"
     dropped = 0
-    if key in frame and len(frame):
-        candidates = frame[key].duplicated(keep=False).to_numpy(dtype=bool)
+    # The linkage's own encoding says whether any key repeats (computed once, reused by link()):
+    # only then are the rows compared, so a window without repeats pays nothing here.
+    given, distinct = distinct_ids(frame[key]) if key in frame and len(frame) else (0, 0)
+    if given > distinct:
+        keys = frame[key]
+        candidates = (keys.notna() & keys.duplicated(keep=False)).to_numpy(dtype=bool)
         if candidates.any():
             values = [c for c in frame.columns if c not in ORIGIN_COLUMNS]
             rows = frame.loc[candidates, values].assign(_part=part[candidates])
@@ -242,7 +246,8 @@ def _read_one(
     if parts:
         labels = window_labels(list(parts), period, data_dir / table)
         chosen = [parts[label] for label in labels]
-        files = [f for path in chosen for f in sorted(path.glob("*.parquet"))]
+        listed = [(i, f) for i, path in enumerate(chosen) for f in sorted(path.glob("*.parquet"))]
+        files = [f for _, f in listed]
         if not files:
             empty = coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)
             empty = empty[columns or slice(None)]
@@ -252,8 +257,7 @@ def _read_one(
             frames = [_with_origin(f, path, 1) for f, path in zip(frames, files, strict=True)]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         if columns is None and len(chosen) > 1:
-            part_of = {f: i for i, path in enumerate(chosen) for f in path.glob("*.parquet")}
-            parts_index = np.repeat([part_of[f] for f in files], [len(f) for f in frames])
+            parts_index = np.repeat([i for i, _ in listed], [len(f) for f in frames])
             frame = _drop_stored_twice(frame, table, parts_index, data_dir / table)
         # Partitions are read oldest first; a key stored in two partitions is not dropped here: the
         # linkage rule takes the first row and marks the others, the quality checks count them.
