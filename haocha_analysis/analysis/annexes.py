@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -729,20 +730,33 @@ def build_tables(
     extracted_on = extracted_on or date.today()
     raw = unit_counts(data["cases"], data["evaluations"], data.get("rectifications"), period, ref.limits)
     systems = source_system_counts(data["cases"], period)
-    bases = None
-    if compare:
-        bases = {}
-        for kind, suffix in COMPARISONS.items():
-            shifted = period.shifted(kind)
-            if shifted is None:
-                continue
-            base_data = (history or {}).get(shifted.label)
-            if base_data is None and _has_records(data, shifted):
-                base_data = data
-            if base_data is None or not _has_records(base_data, shifted):
-                continue
-            bases[suffix] = build_tables(ref, base_data, shifted, extracted_on=extracted_on)
+
+    def base(shifted: Period) -> TablesResult | None:
+        base_data = (history or {}).get(shifted.label)
+        if base_data is None and _has_records(data, shifted):
+            base_data = data
+        if base_data is None or not _has_records(base_data, shifted):
+            return None
+        return build_tables(ref, base_data, shifted, extracted_on=extracted_on)
+
+    bases = comparison_bases(period, base) if compare else None
     return tables_from_counts(ref, raw, systems, period, extracted_on, bases)
+
+
+def comparison_bases(
+    period: Period, build: Callable[[Period], TablesResult | None]
+) -> dict[str, TablesResult]:
+    """环比 / 同比 suffix → the tables of the period compared with, for those ``build`` gives.
+
+    ``build`` makes the tables of a shifted period (the previous one, a year earlier), or None when
+    the data hold no record of it; whichever engine counts, the comparisons are chosen here.
+    """
+    bases = {}
+    for kind, suffix in COMPARISONS.items():
+        shifted = period.shifted(kind)
+        if shifted is not None and (result := build(shifted)) is not None:
+            bases[suffix] = result
+    return bases
 
 
 def tables_from_counts(
@@ -928,6 +942,7 @@ __all__ = [
     "annex5_public_services",
     "build_tables",
     "check_units_known",
+    "comparison_bases",
     "format_change",
     "format_rate",
     "headline_figures",

@@ -23,6 +23,7 @@ Every rule of the loop lives here; :mod:`haocha_analysis.analysis.metrics` (附�
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -326,7 +327,11 @@ def ledger_for(
 
 
 def open_ledger(
-    city: str | Path, period: str, data_dir: str | Path, as_of: date | str | None = None
+    city: str | Path,
+    period: str,
+    data_dir: str | Path,
+    as_of: date | str | None = None,
+    records: Callable[[Period], tuple[dict[str, pd.DataFrame], Coverage]] | None = None,
 ) -> Ledger:
     """The ledger of a city's period from a data folder (the command's and the notebook's one call).
 
@@ -336,6 +341,8 @@ def open_ledger(
         data_dir: canonical tables.
         as_of: the ledger's date (a date or YYYY-MM-DD); empty: the data's recorded extraction date,
             else today.
+        records: the period → the records the ledger reads and the period's coverage, when another
+            engine reads them (``haocha_analysis.engine.api.ledger_records``); default: loaded here.
 
     Raises:
         HaochaInputError: the data hold no case or evaluation in the period (exit 2, as every verb).
@@ -350,9 +357,12 @@ def open_ledger(
                 f"台账日期“{as_of}”无法识别", column="as_of", fix="写成 YYYY-MM-DD，或留空"
             ) from err
     day = as_of or extraction_date(Path(data_dir), p) or date.today()
-    data = load_ledger_data(Path(data_dir), p)
+    if records is None:
+        data = load_ledger_data(Path(data_dir), p)
+        covered = coverage(data, p)
+    else:
+        data, covered = records(p)
     # A period without records would give an all-zero ledger that looks like "no 差评": refuse it.
-    covered = coverage(data, p)
     require_records(covered, data_dir, available_periods(Path(data_dir)))
     return replace(build_ledger(ref, data, p, day), coverage=covered)
 

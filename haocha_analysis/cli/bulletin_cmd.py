@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
+from haocha_analysis.cli.engine_opts import engine_options
 from haocha_analysis.core.periods import LATEST_HELP, PERIOD_HELP
 
 DATA_HELP = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
@@ -55,6 +56,7 @@ def _document_options(f: Callable) -> Callable:
 @click.option("--city", required=True, help=CITY_HELP)
 @click.option("--period", required=True, help=PERIOD_HELP + LATEST_HELP)
 @_document_options
+@engine_options
 @user_errors
 def bulletin(city: str, period: str, **options: object) -> None:
     """生成季度通报：执行 notebook，输出无代码的 HTML、PDF 与 Word 公文、附件表格与运行清单。"""
@@ -86,6 +88,7 @@ def bulletin(city: str, period: str, **options: object) -> None:
     help="同时生成单位报告的层级（units/<单位编码>.html、.pdf）；none 表示不生成",
 )
 @_document_options
+@engine_options
 @user_errors
 def run(city: str, period: str, unit_level: str, **options: object) -> None:
     """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报 → 单位报告。"""

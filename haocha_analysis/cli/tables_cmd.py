@@ -48,11 +48,6 @@ def tables_command(
 
     p = resolve_period_in(period, data_dir or None)
     local = local_folder(data_dir, engine)
-    if engine.engine != "pandas" and compare:
-        raise HaochaInputError(
-            "--compare 暂不支持 --engine dask",
-            fix="去掉 --compare，或用 --engine pandas 生成环比、同比列",
-        )
     if is_province(city):
         if compare:
             raise HaochaInputError("--compare 暂不支持省级目录", fix="去掉 --compare，或逐市运行")
@@ -60,16 +55,13 @@ def tables_command(
         return
     ref = load_city(city)
     with outputs.claim(out_dir, "tables", {"--data": local, "--city": ref.path}) as out:
-        if engine.engine != "pandas":
-            from haocha_analysis.analysis.annexes import tables_from_counts
-            from haocha_analysis.engine.api import session, tables_counts
+        if engine.engine != "pandas":  # the comparison periods are counted by the same engine
+            from haocha_analysis.engine.api import session, tables_result
 
             with session(engine):
-                counts = tables_counts(data_dir, p, engine, ref.limits)
-            report_coverage(counts.coverage, Path(data_dir))
-            result = tables_from_counts(
-                ref, counts.units, counts.systems, p, extracted_on.date() if extracted_on else None
-            )
+                extracted = extracted_on.date() if extracted_on else None
+                result, cov = tables_result(data_dir, p, ref, engine, extracted, compare)
+            report_coverage(cov, Path(data_dir))
         else:
             data = load_period_data(local, p)
             check_coverage(data, p, local)

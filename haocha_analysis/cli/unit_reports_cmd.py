@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
+from haocha_analysis.cli.engine_opts import engine_options
 
 
 def _commands() -> list[click.Command]:
@@ -39,6 +40,7 @@ def _commands() -> list[click.Command]:
         default=None,
         help="输出目录；省略时为 reports/<城市>/<统计期>/units/",
     )
+    @engine_options
     @user_errors
     def unit_reports(
         city: str,
@@ -47,6 +49,7 @@ def _commands() -> list[click.Command]:
         level: str,
         unit_ids: str | None,
         out_dir: Path | None,
+        engine: object,
     ) -> None:
         """单位报告：每个单位一份 HTML 与 PDF（本单位与同级、全市对比，近四期走势，异常、质检、差评）。"""
         import sys
@@ -62,7 +65,7 @@ def _commands() -> list[click.Command]:
             inputs = {"--data": data_dir, "--city": load_city(city).path}
             out_dir = outputs.check_out(out_dir, "units", inputs)
         try:
-            units.cli_entry(city, period, data_dir, out_dir, level, ids or None)
+            units.cli_entry(city, period, data_dir, out_dir, level, ids or None, engine)
         except BulletinFailed as err:
             click.echo(f"错误：{err}", err=True)
             sys.exit(1)

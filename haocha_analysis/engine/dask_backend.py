@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import dask
 import dask.dataframe as dd
@@ -26,10 +27,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from haocha_analysis.analysis.anomalies.run import history_periods
+from haocha_analysis.analysis.anomalies.settings import Settings
 from haocha_analysis.analysis.metrics import NEEDED_COLUMNS
+from haocha_analysis.analysis.rectification import NEEDED_COLUMNS as LEDGER_COLUMNS
+from haocha_analysis.core.config import BAD_SATISFACTION
 from haocha_analysis.core.coverage import Coverage, coverage
 from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period
+from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, ClosedLoopLimits
 from haocha_analysis.core.schemas import DTYPES, coerce
 from haocha_analysis.engine import BYTES_PER_ROW, GROUP_ROWS, EngineOptions
@@ -47,7 +52,7 @@ from haocha_analysis.engine.partition import (
     trimmed,
 )
 from haocha_analysis.engine.reduce import TableCounts, combine_coverage, combine_table_counts, table_counts
-from haocha_analysis.ingest.storage import available_columns, finish_read, window_labels
+from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, available_columns, finish_read, window_labels
 from haocha_analysis.quality.report import QualityCounts, combine_quality_counts, quality_counts
 from haocha_analysis.quality.settings import QualitySettings
 
@@ -552,6 +557,7 @@ def anomalies_by_group(
     options: EngineOptions,
     refs: Callable[[str], CityReference],
     history_n: int,
+    settings: Settings | None = None,
 ) -> dict[str, tuple[pd.DataFrame, Coverage, int]]:
     """The findings of every city of a folder, one task per city (findings, coverage, history periods).
 
@@ -559,18 +565,174 @@ def anomalies_by_group(
     its peers of the same city (level medians), so the partition is the city: a unit never spans
     partitions and a city's screening runs where the city's folder is read — the same loading and
     detection as the pandas engine, cities in parallel. A city is not split further (no shuffle
-    fallback): its window must fit one worker. The folder must be one the workers can read as a path
-    (a local or shared disk).
+    fallback): its window must fit one worker. A folder is read where it is; from an fsspec URL
+    (``s3://``, ``memory://`` …) the task first copies the partitions the detection reads (the
+    window and the history periods) to a folder of its own. ``settings``: the detectors' thresholds
+    (default: each city's own).
     """
-    if "://" in str(data_url) and not str(data_url).startswith("file://"):
-        raise HaochaInputError(
-            "dask 引擎的异常发现需要各工作进程都能按路径读取的数据目录",
-            file=str(data_url),
-            fix="把规范表放在本机或共享盘（NFS 等）上，用目录路径作 --data；或用 --engine pandas",
-        )
-    root = str(data_url).removeprefix("file://")
+    local = "://" not in str(data_url) or str(data_url).startswith("file://")
+    root = str(data_url).removeprefix("file://") if local else str(data_url)
+    find = anomaly_findings if local else _anomaly_findings_from_url
     tasks = {
-        key: [dask.delayed(anomaly_findings, pure=True)(folder, refs(key), period, history_n)]
+        key: [dask.delayed(find, pure=True)(folder, refs(key), period, history_n, settings)]
         for key, folder in locality_groups(root).items()
     }
     return {key: parts[0] for key, parts in compute_groups(tasks, options.progress).items()}
+
+
+def _overlaps_any(label: str, periods: list[Period]) -> bool:
+    """Whether a ``period=<label>`` partition may hold records of one of the periods (unknown: yes)."""
+    try:
+        own = parse_period(label)
+    except HaochaInputError:
+        return True
+    return any(own.start <= p.end and own.end >= p.start for p in periods)
+
+
+def _anomaly_findings_from_url(
+    url: str, ref: CityReference, period: Period, history_n: int, settings: Settings | None
+) -> tuple[pd.DataFrame, Coverage, int]:
+    """:func:`anomaly_findings` on a city's folder at an fsspec URL, read from a local copy."""
+    fs, root = fsspec.core.url_to_fs(url)
+    root = root.rstrip("/")
+    wanted = [period.with_previous(), *history_periods(period, history_n)]
+    with tempfile.TemporaryDirectory(prefix="haocha-anomalies-") as folder:
+        for table in ("cases", "evaluations", "rectifications"):
+            base = f"{root}/{table}"
+            if fs.isdir(base):
+                for path in fs.ls(base, detail=False):
+                    name = PurePosixPath(path).name
+                    if name.startswith("period=") and _overlaps_any(name.split("=", 1)[1], wanted):
+                        target = Path(folder) / table / name
+                        target.mkdir(parents=True)
+                        for file in fs.glob(f"{path}/*.parquet"):
+                            fs.get(file, str(target / PurePosixPath(file).name))
+            elif fs.isfile(f"{base}.parquet"):
+                fs.get(f"{base}.parquet", str(Path(folder) / f"{table}.parquet"))
+        return anomaly_findings(folder, ref, period, history_n, settings)
+
+
+# --- the 差评 ledger's records ---------------------------------------------------------------------
+#
+# The ledger reads the 差评 of the period, the records the linkage rule needs to judge them (the
+# closure :func:`haocha_analysis.core.linkage.link_some` reads: the evaluations sharing a case id or
+# an eval id with them, those sharing an eval id with these, and their cases) and the rectification
+# rows with the evaluations they name. A few per cent of a window: each pass filters every file where
+# it is read, and only the keys, then the rows, travel; the ledger is then built from them in pandas
+# by the one function (:func:`haocha_analysis.analysis.rectification.build_ledger`).
+
+
+def _keys(ids: pd.Series) -> np.ndarray:
+    """The distinct non-blank trimmed ids (as the linkage rule reads them)."""
+    keys = trimmed(ids)
+    return keys[keys != ""].unique()
+
+
+def _among(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
+    keys_trimmed = trimmed(ids)
+    return (keys_trimmed.isin(keys) & (keys_trimmed != "")).to_numpy(dtype=bool, copy=True)
+
+
+def _read_with_origin(index: int, files: Files, table: str) -> pd.DataFrame:
+    """One file's ledger columns with the load order and the rows' origin (as ``origin=True`` reads)."""
+    frame = read_file(index, files, table, LEDGER_COLUMNS[table])
+    return frame.assign(
+        **{
+            ORIGIN_COLUMNS[0]: pd.Series(str(files.paths[index]), index=frame.index, dtype="str"),
+            ORIGIN_COLUMNS[1]: np.arange(1, len(frame) + 1, dtype=np.int64),
+        }
+    )
+
+
+def _bad_keys(index: int, files: Files, period: Period) -> tuple[np.ndarray, np.ndarray, Coverage]:
+    """The case ids and eval ids of a file's 差评 made in the period; the file's coverage."""
+    frame = read_file(index, files, "evaluations", LEDGER_COLUMNS["evaluations"])
+    at = frame["evaluated_at"]
+    bad = np.isin(frame["satisfaction"].to_numpy(), BAD_SATISFACTION) & period.contains(at).to_numpy(
+        dtype=bool
+    )
+    picked = frame[bad]
+    return _keys(picked["case_id"]), _keys(picked["eval_id"]), coverage({"evaluations": frame}, period)
+
+
+def _case_coverage(index: int, files: Files, period: Period) -> Coverage:
+    return coverage({"cases": read_file(index, files, "cases", ["case_id", "finished_at"])}, period)
+
+
+def _near_eval_ids(index: int, files: Files, case_keys: np.ndarray, eval_keys: np.ndarray) -> np.ndarray:
+    """The eval ids of a file's evaluations sharing a case id or an eval id with a 差评."""
+    frame = read_file(index, files, "evaluations", ["eval_id", "case_id"])
+    near = _among(frame["case_id"], case_keys) | _among(frame["eval_id"], eval_keys)
+    return _keys(frame.loc[near, "eval_id"])
+
+
+def _near_rows(index: int, files: Files, table: str, case_keys: np.ndarray, eval_keys: np.ndarray):
+    """A file's rows the ledger reads: by case id (cases, evaluations) or by eval id (evaluations)."""
+    frame = _read_with_origin(index, files, table)
+    near = _among(frame["case_id"], case_keys)
+    if table == "evaluations":
+        near |= _among(frame["eval_id"], eval_keys)
+    return frame[near]
+
+
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    if not arrays:
+        return np.array([], dtype=object)
+    return np.unique(np.concatenate([np.asarray(a, dtype=object) for a in arrays]))
+
+
+def _each_file(function, files: Files, *args) -> list:
+    return [dask.delayed(function, pure=True)(i, files, *args) for i in range(len(files.paths))]
+
+
+def _in_order(parts: list[pd.DataFrame], table: str) -> pd.DataFrame:
+    if not parts:
+        empty = meta(table, LEDGER_COLUMNS[table])
+        parts = [empty.assign(_file=pd.Series(dtype="str"), _row=pd.Series(dtype="int64"))]
+    return in_load_order(pd.concat(parts, ignore_index=True), None)
+
+
+def ledger_records(
+    data_url: str, period: Period, options: EngineOptions
+) -> tuple[dict[str, pd.DataFrame], Coverage]:
+    """The records the 差评 ledger of a period reads, and the period's coverage (current client).
+
+    Every 差评 made in the period (whatever the ledger's date: a later date only drops some), the
+    records the linkage rule judges them by, the rectification rows and the evaluations they name,
+    each table in the pandas load order with the rows' origin (``_file``, ``_row``) for error
+    messages. :func:`~haocha_analysis.analysis.rectification.build_ledger` on these gives the
+    ledger it gives on the whole window.
+
+    Args:
+        data_url: canonical Parquet tables of one city (a folder or an fsspec URL).
+        period: the statistical period.
+        options: progress display.
+    """
+    files = {
+        table: window_files(data_url, table, period) for table in ("cases", "evaluations", "rectifications")
+    }
+    first = (
+        _each_file(_bad_keys, files["evaluations"], period),
+        _each_file(_case_coverage, files["cases"], period),
+        _each_file(_read_with_origin, files["rectifications"], "rectifications"),
+    )
+    bad, case_cover, rect_parts = compute(*first, progress=options.progress)
+    rectifications = _in_order(list(rect_parts), "rectifications")
+    cov = combine_coverage([c for *_, c in bad] + list(case_cover), period)
+    case_keys = _union([cases for cases, _, _ in bad])
+    eval_keys = _union([evals for _, evals, _ in bad])
+    (second,) = compute(
+        _each_file(_near_eval_ids, files["evaluations"], case_keys, eval_keys), progress=options.progress
+    )
+    eval_keys = _union([eval_keys, *second, _keys(rectifications["eval_id"])])
+    (evaluations,) = compute(
+        _each_file(_near_rows, files["evaluations"], "evaluations", case_keys, eval_keys),
+        progress=options.progress,
+    )
+    evaluations = _in_order(list(evaluations), "evaluations")
+    (cases,) = compute(
+        _each_file(_near_rows, files["cases"], "cases", _keys(evaluations["case_id"]), np.array([])),
+        progress=options.progress,
+    )
+    tables = {"cases": _in_order(list(cases), "cases"), "evaluations": evaluations}
+    return tables | {"rectifications": rectifications}, cov

@@ -39,6 +39,7 @@ from haocha_analysis.core.config import (
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.engine import EngineOptions, api
 from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
 from haocha_analysis.pipeline import units
@@ -173,6 +174,7 @@ def build_bulletin(
     compare: bool = False,
     settings_file: Path | None = None,
     unit_level: str | None = None,
+    engine: EngineOptions | None = None,
 ) -> RunResult:
     """Produce the bulletin of one city and period into ``out_dir`` (default ``reports/<city>/<period>/``).
 
@@ -194,6 +196,8 @@ def build_bulletin(
         compare: 环比/同比 columns in the annexes and a sentence in the bulletin.
         settings_file: thresholds (settings.yml); None means the city's own, if any.
         unit_level: also make a report per unit of this level into ``units/`` (``haocha run``: districts).
+        engine: the engine that reduces the records (None: pandas in this process); on Dask every
+            record-touching step (the units' earlier periods too) runs in one session.
 
     Raises:
         BulletinFailed: a stage failed (the failing notebook cell's error included); the previous
@@ -258,16 +262,23 @@ def build_bulletin(
             data_path = resolve_data_dir(ref, per, data_dir)
         if not extracted_on and (recorded := extraction_date(data_path, per)) is not None:
             extracted_on = recorded.isoformat()  # as recorded by ingest or synth for this data
-        results = compute(
-            ref,
-            per,
-            data_path,
-            extracted_on,
-            recorder=recorder,
-            out_dir=staging,
-            compare=compare,
-            settings=run_settings,
-        )
+        engine = engine or EngineOptions()
+        unit_history = None  # pandas: counted by the units stage, as before
+        with api.session(engine):
+            results = compute(
+                ref,
+                per,
+                data_path,
+                extracted_on,
+                recorder=recorder,
+                out_dir=staging,
+                compare=compare,
+                settings=run_settings,
+                engine=engine,
+            )
+            if unit_level and engine.engine != "pandas":  # counted while the cluster is up
+                with recorder.stage("unit-history"):
+                    unit_history = units.history_counts(data_path, per, engine=engine)
         data_coverage = results.coverage.as_dict() if results.coverage is not None else None
         headline = {
             k: results.tables.headline.get(k)
@@ -318,7 +329,9 @@ def build_bulletin(
         if unit_level:
             with recorder.stage("units"):  # the same stage results, read by every unit's notebook
                 with open(results_file, "rb") as fh:
-                    inputs = units.unit_inputs(parameters["city"], per, pickle.load(fh), data_path)
+                    inputs = units.unit_inputs(
+                        parameters["city"], per, pickle.load(fh), data_path, history=unit_history
+                    )
                 units.write_unit_reports(
                     ref,
                     parameters["city"],
@@ -357,6 +370,7 @@ def build_bulletin(
             "ingest": ingest_note,
             "data_coverage": data_coverage,
             "settings": run_settings.as_dict(),
+            "engine": engine.engine,
             "headline": headline,
             "inputs": {_display_path(f): sha256(f) for f in input_files(data_path, per, ref, narrative)},
             "packages": package_versions(),
@@ -455,6 +469,7 @@ def cli_entry(
     compare: bool = False,
     settings_file: Path | None = None,
     unit_level: str | None = None,
+    engine: EngineOptions | None = None,
 ) -> None:
     """What ``haocha bulletin`` and ``haocha run`` do: run, report, and exit non-zero on failure."""
     interactive = sys.stderr.isatty()
@@ -491,6 +506,7 @@ def cli_entry(
                 compare=compare,
                 settings_file=settings_file,
                 unit_level=unit_level,
+                engine=engine,
             )
     except BulletinFailed as err:
         print(f"错误：{err}", file=sys.stderr)

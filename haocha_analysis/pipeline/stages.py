@@ -20,16 +20,18 @@ from haocha_analysis.core.calendar import add_working_days
 from haocha_analysis.core.config import (
     PROJ_ROOT,
 )
-from haocha_analysis.core.coverage import coverage, require_records
+from haocha_analysis.core.coverage import Coverage, coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
 from haocha_analysis.core.settings import as_plain as settings_as_plain
 from haocha_analysis.core.settings import for_city as settings_for_city
 from haocha_analysis.core.settings import settings_path
+from haocha_analysis.engine import EngineOptions, api
 from haocha_analysis.ingest import build as ingest
 from haocha_analysis.ingest import storage
 from haocha_analysis.pipeline.manifest import Recorder
+from haocha_analysis.quality.report import QualityCounts, quality_report
 from haocha_analysis.synth import generate as synth
 
 log = logging.getLogger("haocha.pipeline")
@@ -42,6 +44,7 @@ class BulletinFailed(RuntimeError):
 DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
 
 
+HISTORY_PERIODS = 4  # earlier periods the detectors compare a unit with (anomalies.load_history)
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
 RECTIFICATION_SUBDIR = "rectification"
@@ -136,6 +139,49 @@ def load_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     return storage.load_window(data_dir, period)
 
 
+@dataclass(frozen=True)
+class EngineAggregates:
+    """What the engine reduced the records to, for the stages that follow (``--engine dask``).
+
+    Attributes:
+        tables: the annexes (built from the engine's counts, comparisons included).
+        coverage: the period's dates the records cover.
+        quality: the quality report's counts.
+        findings: the anomaly findings.
+        ledger_records: the 差评, the records that judge them and the rectification rows.
+    """
+
+    tables: tables.TablesResult
+    coverage: Coverage
+    quality: QualityCounts
+    findings: pd.DataFrame
+    ledger_records: dict[str, pd.DataFrame]
+
+
+def engine_aggregates(
+    ref: CityReference,
+    period: Period,
+    data_dir: Path,
+    engine: EngineOptions,
+    settings: RunSettings,
+    extracted_on: date | None,
+    compare: bool,
+) -> EngineAggregates:
+    """Every record-touching step of a run on the engine, in one session: records → aggregates.
+
+    Raises:
+        HaochaInputError: the period holds no record (before anything else is counted).
+    """
+    with api.session(engine):
+        result, cov = api.tables_result(data_dir, period, ref, engine, extracted_on, compare)
+        counts, _ = api.quality_counts(data_dir, period, ref, settings.quality, engine)
+        findings, _, _ = api.anomaly_findings(
+            data_dir, period, ref, HISTORY_PERIODS, engine, settings.anomalies
+        )
+        records, _ = api.ledger_records(data_dir, period, engine)
+    return EngineAggregates(result, cov, counts, findings, records)
+
+
 def compute(
     ref: CityReference,
     period: Period,
@@ -146,6 +192,7 @@ def compute(
     out_dir: Path | None = None,
     compare: bool = False,
     settings: RunSettings | None = None,
+    engine: EngineOptions | None = None,
 ) -> StageResults:
     """Run quality, tables and anomalies on the period's canonical tables (outputs written when asked).
 
@@ -158,38 +205,59 @@ def compute(
         compare: 环比/同比: the previous period and the same period a year earlier are loaded too.
         settings: thresholds (defaults when None).
         out_dir: where to write the annex CSV/XLSX, quality and findings outputs (None: nothing written).
+        engine: the engine that reduces the records (None or pandas: loaded in this process; dask:
+            :func:`engine_aggregates` on a cluster, every later step unchanged).
     """
     recorder = recorder or Recorder()
-    with recorder.stage("load"):
-        data = load_data(data_dir, period)
-        cov = coverage(data, period)
-        require_records(cov, data_dir, storage.available_periods(data_dir))
-        if cov.partial:
-            log.warning("警告：%s", cov.sentence().removeprefix("需要说明的是，"))
-        history = anomalies.load_history(data_dir, period)  # earlier quarters stored beside it, if any
-        log.info("异常发现：%s", anomalies.history_note(period, history))
+    settings = settings or RunSettings()
+    extraction = date.fromisoformat(extracted_on) if extracted_on else None
+    agg = None
+    if engine is not None and engine.engine != "pandas":
+        with recorder.stage("engine"):
+            agg = engine_aggregates(ref, period, data_dir, engine, settings, extraction, compare)
+            cov = agg.coverage
+    else:
+        with recorder.stage("load"):
+            data = load_data(data_dir, period)
+            cov = coverage(data, period)
+            require_records(cov, data_dir, storage.available_periods(data_dir))
+            history = anomalies.load_history(data_dir, period, HISTORY_PERIODS)  # earlier quarters, if any
+            log.info("异常发现：%s", anomalies.history_note(period, history))
+    if cov.partial:
+        log.warning("警告：%s", cov.sentence().removeprefix("需要说明的是，"))
     with recorder.stage("quality"):
-        settings = settings or RunSettings()
-        report = quality.run_quality(ref, data, period, settings.quality)
+        if agg is None:
+            report = quality.run_quality(ref, data, period, settings.quality)
+        else:
+            report = quality_report(ref, agg.quality, period, settings.quality)
         report.figures["data_coverage"] = cov.as_dict()  # as haocha quality writes it
         if out_dir is not None:
             outputs.mark(Path(out_dir) / QUALITY_SUBDIR, "quality")
             quality.write_outputs(report, Path(out_dir) / QUALITY_SUBDIR)
     with recorder.stage("tables"):
-        extraction = date.fromisoformat(extracted_on) if extracted_on else None
-        bases = tables.load_comparison_data(data_dir, period) if compare else {}
-        result = tables.build_tables(
-            ref, data, period, extracted_on=extraction, compare=compare, history=bases
-        )
+        if agg is None:
+            bases = tables.load_comparison_data(data_dir, period) if compare else {}
+            result = tables.build_tables(
+                ref, data, period, extracted_on=extraction, compare=compare, history=bases
+            )
+        else:
+            result = agg.tables
         result.headline["data_coverage"] = cov.as_dict()
         if out_dir is not None:
             tables.write_outputs(result, Path(out_dir))
     with recorder.stage("rectification"):  # as of the 数据提取时间 the annexes print
-        ledger = rectification.ledger_for(ref, data, data_dir, period, result.extracted_on)
+        if agg is None:
+            ledger = rectification.ledger_for(ref, data, data_dir, period, result.extracted_on)
+        else:
+            ledger = rectification.build_ledger(ref, agg.ledger_records, period, result.extracted_on)
         if out_dir is not None:
             rectification_report.write_outputs(ledger, Path(out_dir) / RECTIFICATION_SUBDIR)
     with recorder.stage("anomalies"):
-        findings = anomalies.detect(ref, data, period, history=history, settings=settings.anomalies)
+        if agg is None:
+            findings = anomalies.detect(ref, data, period, history=history, settings=settings.anomalies)
+        else:
+            findings = agg.findings
+            log.info("异常发现：%s", findings.attrs.get("history_note", ""))
         problems = anomalies.problems_paragraph(findings, ref, period)
         if out_dir is not None:
             outputs.mark(Path(out_dir) / ANOMALIES_SUBDIR, "anomalies")

@@ -39,6 +39,7 @@ from haocha_analysis.core.config import NOTEBOOKS_DIR, REPORTS_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
+from haocha_analysis.engine import EngineOptions, api
 from haocha_analysis.ingest import storage
 from haocha_analysis.pipeline.notebook import _notebook_failure, execute_notebook
 from haocha_analysis.pipeline.stages import BulletinFailed, compute, resolve_data_dir
@@ -76,12 +77,16 @@ class UnitsResult:
 
 
 def history_counts(
-    data_dir: Path, period: Period, max_periods: int = TREND_PERIODS - 1
+    data_dir: Path,
+    period: Period,
+    max_periods: int = TREND_PERIODS - 1,
+    engine: EngineOptions | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per-unit counts of the earlier periods stored in the data folder (the latest ``max_periods``).
 
     Each earlier period is counted as the bulletin counts it (``metrics.unit_counts`` over the one
-    loading window), so a trend never mixes definitions.
+    loading window; on Dask the engine's counts of the same window, inside a session), so a trend
+    never mixes definitions.
     """
     earlier = []
     for label in storage.available_periods(Path(data_dir)):
@@ -92,15 +97,27 @@ def history_counts(
         if p.end < period.start and p.kind == period.kind:
             earlier.append(p)
     out = {}
-    for p in sorted(earlier, key=lambda p: p.start)[-max_periods:]:
+    chosen = sorted(earlier, key=lambda p: p.start)[-max_periods:]
+    if engine is not None and engine.engine != "pandas":
+        with api.session(engine):
+            return {p.label: api.tables_counts(data_dir, p, engine).units for p in chosen}
+    for p in chosen:
         data = storage.load_window(Path(data_dir), p, columns=NEEDED_COLUMNS)
         out[p.label] = unit_counts(data["cases"], data["evaluations"], data.get("rectifications"), p)
     return out
 
 
-def unit_inputs(city: str, period: Period, results: StageResults, data_dir: Path | None) -> UnitReportInputs:
-    """The shared inputs of every unit's report."""
-    history = history_counts(data_dir, period) if data_dir is not None else {}
+def unit_inputs(
+    city: str,
+    period: Period,
+    results: StageResults,
+    data_dir: Path | None,
+    engine: EngineOptions | None = None,
+    history: dict[str, pd.DataFrame] | None = None,
+) -> UnitReportInputs:
+    """The shared inputs of every unit's report (``history``: the earlier periods' counts, if known)."""
+    if history is None:
+        history = history_counts(data_dir, period, engine=engine) if data_dir is not None else {}
     return UnitReportInputs(city=city, period=period, results=results, history_counts=history)
 
 
@@ -299,8 +316,13 @@ def cli_entry(
     out_dir: Path | None,
     level: str | None,
     unit_ids: list[str] | None,
+    engine: EngineOptions | None = None,
 ) -> UnitsResult:
-    """What ``haocha unit-reports`` does: compute once, run every unit, rebuild the reports index."""
+    """What ``haocha unit-reports`` does: compute once, run every unit, rebuild the reports index.
+
+    ``engine``: the engine that reduces the records (None: pandas); on Dask the stages' and the
+    earlier periods' records are reduced in one session.
+    """
     from haocha_analysis.bulletin import index
     from haocha_analysis.ingest.storage import extraction_date
 
@@ -311,8 +333,10 @@ def cli_entry(
     data_path = resolve_data_dir(ref, per, data_dir)
     recorded = extraction_date(data_path, per)
     t0 = time.perf_counter()
-    results = compute(ref, per, data_path, recorded.isoformat() if recorded else None)
-    inputs = unit_inputs(str(ref.path) if Path(str(city)).is_dir() else ref.key, per, results, data_path)
+    city_name = str(ref.path) if Path(str(city)).is_dir() else ref.key
+    with api.session(engine or EngineOptions()):
+        results = compute(ref, per, data_path, recorded.isoformat() if recorded else None, engine=engine)
+        inputs = unit_inputs(city_name, per, results, data_path, engine)
     if interactive:
         print(f"✓ 计算各阶段结果：{time.perf_counter() - t0:.1f} 秒", file=sys.stderr, flush=True)
     target = Path(out_dir) if out_dir else REPORTS_DIR / ref.key / per.label / UNITS_SUBDIR

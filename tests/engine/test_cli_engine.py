@@ -69,13 +69,22 @@ def test_tables_dask_reads_an_fsspec_url(tmp_path, dask_client, small_zibo):
     _same_files(tmp_path / "pandas", tmp_path / "url")
 
 
-def test_compare_is_refused_on_dask(tmp_path, small_zibo):
-    result = CliRunner().invoke(
-        cli,
-        _args(str(small_zibo), tmp_path / "x", "--engine", "dask", "--compare"),
-    )
-    assert result.exit_code == 2
-    assert "--compare" in result.output
+def test_tables_compare_on_dask_equals_pandas(tmp_path, dask_client, small_zibo):
+    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
+    _tables(str(small_zibo), tmp_path / "pandas", "--compare")
+    _tables(str(small_zibo), tmp_path / "dask", "--compare", "--engine", "dask", env=env)
+    _same_files(tmp_path / "pandas", tmp_path / "dask")
+    annex = pd.read_csv(tmp_path / "dask" / "annex1_districts.csv", dtype=str)
+    assert any("环比" in c for c in annex.columns)  # 2023Q1 is stored: compared, not skipped
+
+
+def test_tables_on_dask_refuse_an_empty_period_before_counting_comparisons(tmp_path, dask_client, small_zibo):
+    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
+    args = ["tables", "--city", "zibo", "--period", "2023Q3", "--data", str(small_zibo)]
+    args += ["--out", str(tmp_path / "x"), "--compare", "--engine", "dask"]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "没有任何办件或评价记录" in result.output
     assert not (tmp_path / "x").exists()
 
 

@@ -38,15 +38,15 @@ def same_every_file(left, right) -> None:
             assert path.read_bytes() == (right / path.name).read_bytes(), path.name
 
 
-def engines_agree(verb: str, city: str, data, tmp_path, client) -> tuple[str, str]:
+def engines_agree(verb: str, city: str, data, tmp_path, client, *extra: str) -> tuple[str, str]:
     """Run ``haocha <verb>`` on pandas and on Dask (``client``'s cluster); every file equal.
 
     Returns:
         What each engine's run printed (pandas, dask); the outputs are in ``tmp_path/pandas|dask``.
     """
     env = {"DASK_SCHEDULER_ADDRESS": client.scheduler.address}
-    said = _run(verb, city, str(data), tmp_path / "pandas")
-    said_dask = _run(verb, city, str(data), tmp_path / "dask", "--engine", "dask", env=env)
+    said = _run(verb, city, str(data), tmp_path / "pandas", *extra)
+    said_dask = _run(verb, city, str(data), tmp_path / "dask", *extra, "--engine", "dask", env=env)
     same_every_file(tmp_path / "pandas", tmp_path / "dask")
     return said, said_dask
 
