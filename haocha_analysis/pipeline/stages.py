@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -169,16 +170,25 @@ def engine_aggregates(
 ) -> EngineAggregates:
     """Every record-touching step of a run on the engine, in one session: records → aggregates.
 
+    The steps are submitted together (one thread each), so that a city's tables, quality and
+    anomaly tasks run on different workers at once; a progress bar (on a terminal) follows the
+    quality step, the longest.
+
     Raises:
-        HaochaInputError: the period holds no record (before anything else is counted).
+        HaochaInputError: the period holds no record (the tables' refusal is the one reported).
     """
-    with api.session(engine):
-        result, cov = api.tables_result(data_dir, period, ref, engine, extracted_on, compare)
-        counts, _ = api.quality_counts(data_dir, period, ref, settings.quality, engine)
-        findings, _, _ = api.anomaly_findings(
-            data_dir, period, ref, HISTORY_PERIODS, engine, settings.anomalies
+    quiet = replace(engine, progress=False)
+    with api.session(engine), ThreadPoolExecutor(4, thread_name_prefix="engine") as steps:
+        tables_done = steps.submit(api.tables_result, data_dir, period, ref, quiet, extracted_on, compare)
+        quality_done = steps.submit(api.quality_counts, data_dir, period, ref, settings.quality, engine)
+        anomalies_done = steps.submit(
+            api.anomaly_findings, data_dir, period, ref, HISTORY_PERIODS, quiet, settings.anomalies
         )
-        records, _ = api.ledger_records(data_dir, period, engine)
+        ledger_done = steps.submit(api.ledger_records, data_dir, period, quiet)
+        result, cov = tables_done.result()
+        counts, _ = quality_done.result()
+        findings, _, _ = anomalies_done.result()
+        records, _ = ledger_done.result()
     return EngineAggregates(result, cov, counts, findings, records)
 
 
