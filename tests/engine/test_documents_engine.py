@@ -225,3 +225,72 @@ def test_unit_reports_dask_equal_pandas_on_a_small_city(tmp_path, dask_client, s
         tmp_path, dask_client, "unit-reports", "zibo", small_zibo, "--units", "zb-d01,zb-d02"
     )
     assert {"zb-d01.html", "zb-d01.pdf", "zb-d02.html", "units.json"} <= set(compared)
+
+
+@pytest.mark.slow
+def test_golden_quarter_bulletin_on_dask(tmp_path, dask_client, zibo):
+    """879/879 cells: the annexes ``haocha bulletin --engine dask`` writes are the published ones."""
+    from haocha_analysis.synth.generate import generate
+    from tests.e2e.test_golden import ANNEXES, expected_annex
+
+    data = tmp_path / "data"
+    write_tables(generate(zibo, "2023Q2", scale=1.0, seed=0, scenario="default").tables, data, "2023Q2")
+    args = ["bulletin", "--city", "zibo", "--period", "2023Q2", "--data", str(data)]
+    args += ["--out", str(tmp_path / "out"), "--extracted-on", "2023-07-04", "--engine", "dask"]
+    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cells = 0
+    for name in ANNEXES:
+        expected = expected_annex(name)
+        written = pd.read_csv(
+            tmp_path / "out" / f"{name}.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
+        pd.testing.assert_frame_equal(written, expected)
+        cells += expected.size
+    assert cells == 879
+
+
+def test_rectification_dask_reads_an_fsspec_url(tmp_path, dask_client, small_zibo):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for path in small_zibo.rglob("*.parquet"):
+        memory.pipe(f"/zibo-ledger/{path.relative_to(small_zibo).as_posix()}", path.read_bytes())
+    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
+    outputs = {}
+    try:
+        for name, data, engine in (
+            ("pandas", str(small_zibo), "pandas"),
+            ("url", "memory://zibo-ledger", "dask"),
+        ):
+            args = ["rectification", "--city", "zibo", "--period", "2023Q2", "--data", data, "--as-of", AS_OF]
+            args += ["--out", str(tmp_path / name), "--engine", engine]
+            result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            outputs[name] = result.output
+    finally:
+        memory.rm("/zibo-ledger", recursive=True)
+    assert_same_outputs(tmp_path / "pandas", tmp_path / "url")
+    assert outputs["pandas"].replace(str(tmp_path / "pandas"), "") == outputs["url"].replace(
+        str(tmp_path / "url"), ""
+    )
+
+
+def test_bulletin_on_dask_refuses_an_empty_period_and_writes_nothing(tmp_path, dask_client, small_zibo):
+    env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
+    args = ["bulletin", "--city", "zibo", "--period", "2023Q3", "--data", str(small_zibo)]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out"), "--engine", "dask"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "没有任何办件或评价记录" in result.output
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging left behind
+
+
+def test_bulletin_names_an_unreachable_scheduler(tmp_path, small_zibo):
+    args = ["bulletin", "--city", "zibo", "--period", "2023Q2", "--data", str(small_zibo)]
+    args += ["--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "tcp://127.0.0.1:9" in result.output
+    assert not (tmp_path / "out").exists()
