@@ -204,6 +204,7 @@ def test_bulletin_dask_equals_pandas_on_edge_cases(tmp_path, dask_client, qinghe
     assert {"quality/quality_figures.json", "anomalies/anomalies.csv"} <= set(compared)
 
 
+@pytest.mark.slow
 def test_bulletin_dask_equals_pandas_on_a_small_city(tmp_path, dask_client, small_zibo):
     compared = _verb_agrees(tmp_path, dask_client, "bulletin", "zibo", small_zibo, "--compare")
     assert DOCUMENTS <= set(compared)
@@ -285,12 +286,3 @@ def test_bulletin_on_dask_refuses_an_empty_period_and_writes_nothing(tmp_path, d
     assert "没有任何办件或评价记录" in result.output
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging left behind
-
-
-def test_bulletin_names_an_unreachable_scheduler(tmp_path, small_zibo):
-    args = ["bulletin", "--city", "zibo", "--period", "2023Q2", "--data", str(small_zibo)]
-    args += ["--out", str(tmp_path / "out"), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2, result.output
-    assert "tcp://127.0.0.1:9" in result.output
-    assert not (tmp_path / "out").exists()
