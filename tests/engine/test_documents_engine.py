@@ -286,3 +286,16 @@ def test_bulletin_on_dask_refuses_an_empty_period_and_writes_nothing(tmp_path, d
     assert "没有任何办件或评价记录" in result.output
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no staging left behind
+
+
+@pytest.mark.slow
+def test_run_dask_equals_pandas_on_a_small_city(tmp_path, dask_client, small_zibo):
+    compared = _verb_agrees(tmp_path, dask_client, "run", "zibo", small_zibo, "--unit-level", "none")
+    assert DOCUMENTS <= set(compared)
+
+
+@pytest.mark.slow
+def test_unit_reports_dask_equal_pandas_on_edge_cases(tmp_path, dask_client, qinghe):
+    folder = _edge_folder(tmp_path / "data", split=True)
+    compared = _verb_agrees(tmp_path, dask_client, "unit-reports", str(qinghe.path), folder)
+    assert {"qh-d1.html", "qh-d1.pdf", "qh-d2.html", "units.json"} <= set(compared)
