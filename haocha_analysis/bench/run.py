@@ -461,6 +461,7 @@ def _plot(results: list[dict], path: Path) -> None:
 # --- pandas vs Dask, whole process tree (issue 19) -------------------------------------------------
 
 ENGINE_VERBS = ("tables", "quality", "anomalies")
+DOCUMENT_VERBS = ("bulletin",)  # the whole bulletin run: one city (a province has no bulletin)
 
 
 def measure_tree(command: list[str], poll_s: float = 0.1) -> dict:
@@ -577,7 +578,8 @@ def run_engine_bench(
             made = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
             results.append({"scale": scale, "records": records, "verb": "synth", "engine": "", **made})
             results[-1].update(peak_mb="", ok=True, error="")
-            for row in engine_comparison(work / "data", target, period, workers):
+            verbs = ENGINE_VERBS if is_province else ENGINE_VERBS + DOCUMENT_VERBS
+            for row in engine_comparison(work / "data", target, period, workers, verbs):
                 results.append({"scale": scale, "records": records, "province": is_province, **row})
         finally:
             shutil.rmtree(work, ignore_errors=True)

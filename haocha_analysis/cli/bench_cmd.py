@@ -21,8 +21,8 @@ from haocha_analysis.core.errors import HaochaInputError
 @click.option(
     "--engines",
     is_flag=True,
-    help="只做 pandas 与 Dask 引擎对比（tables、quality、anomalies，整个进程树的 CPU 与峰值内存），"
-    "写到 --out 下的 engines/",
+    help="只做 pandas 与 Dask 引擎对比（tables、quality、anomalies，单市另有 bulletin；"
+    "整个进程树的 CPU 与峰值内存），写到 --out 下的 engines/",
 )
 @click.option("--engine-scales", default="1,4", show_default=True, help="引擎对比的单市规模（逗号分隔）")
 @click.option(
