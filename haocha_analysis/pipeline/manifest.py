@@ -50,6 +50,7 @@ STAGE_LABELS = {
     "ingest": "按需导入",
     "synth": "准备内置合成数据",
     "load": "读取规范表",
+    "engine": "Dask 集群计算（附件计数、质检、异常发现、差评台账记录）",
     "quality": "数据质检",
     "tables": "附件表格",
     "anomalies": "异常发现",
@@ -59,6 +60,7 @@ STAGE_LABELS = {
     "pdf": "生成 PDF",
     "docx": "生成 Word 公文",
     "units": "生成单位报告",
+    "unit-history": "单位报告往期计数（Dask）",
 }
 
 

@@ -8,6 +8,8 @@ with run ids and times masked; ``tests/engine/same_outputs.py``).
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -202,6 +204,13 @@ def test_bulletin_dask_equals_pandas_on_edge_cases(tmp_path, dask_client, qinghe
     )
     assert DOCUMENTS <= set(compared)
     assert {"quality/quality_figures.json", "anomalies/anomalies.csv"} <= set(compared)
+    stages = {}
+    for engine in ("pandas", "dask"):
+        manifest = json.loads((tmp_path / engine / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["engine"] == engine
+        stages[engine] = {s["name"]: s["label"] for s in manifest["stages"]}
+    assert "load" in stages["pandas"] and "engine" not in stages["pandas"]
+    assert "load" not in stages["dask"] and stages["dask"]["engine"].startswith("Dask 集群计算")
 
 
 @pytest.mark.slow
