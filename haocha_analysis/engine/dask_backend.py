@@ -43,6 +43,7 @@ from haocha_analysis.engine.partition import (
     GROUP,
     ORDER,
     PART,
+    ROWS_PER_FILE_BITS,
     case_groups,
     evaluation_groups,
     in_load_order,
@@ -52,7 +53,13 @@ from haocha_analysis.engine.partition import (
     trimmed,
 )
 from haocha_analysis.engine.reduce import TableCounts, combine_coverage, combine_table_counts, table_counts
-from haocha_analysis.ingest.storage import ORIGIN_COLUMNS, available_columns, finish_read, window_labels
+from haocha_analysis.ingest.storage import (
+    ORIGIN_COLUMNS,
+    available_columns,
+    finish_read,
+    stored_twice,
+    window_labels,
+)
 from haocha_analysis.quality.report import QualityCounts, combine_quality_counts, quality_counts
 from haocha_analysis.quality.settings import QualitySettings
 
@@ -164,10 +171,13 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(dict.fromkeys(cats, "str")) if cats else frame
 
 
-def read_file(index: int, files: Files, table: str, wanted: list[str]) -> pd.DataFrame:
+def read_file(
+    index: int, files: Files, table: str, wanted: list[str] | None, skip: np.ndarray | None = None
+) -> pd.DataFrame:
     """One Parquet file of the window, checked as the pandas load checks it, with its load order.
 
     (Not named ``columns``: dask would then push its column projection into this reader.)
+    ``skip``: the load orders of rows left out (rows stored twice, :func:`stored_twice_orders`).
     """
     columns = wanted
     path = files.paths[index]
@@ -176,16 +186,19 @@ def read_file(index: int, files: Files, table: str, wanted: list[str]) -> pd.Dat
         wanted = available_columns(table, columns, parquet.schema_arrow.names, path)
         frame = parquet.read(columns=wanted).to_pandas()
     frame = _plain(finish_read(frame, table, path, columns))
-    return frame.assign(**{ORDER: load_order(len(frame), index)})
+    frame = frame.assign(**{ORDER: load_order(len(frame), index)})
+    if skip is not None and len(skip):
+        frame = frame[~np.isin(frame[ORDER].to_numpy(), skip)].reset_index(drop=True)
+    return frame
 
 
-def read_table(files: Files, table: str, columns: list[str]) -> dd.DataFrame:
-    """A table of the window as a Dask frame, one partition per file."""
+def read_table(files: Files, table: str, columns: list[str], skip: np.ndarray | None = None) -> dd.DataFrame:
+    """A table of the window as a Dask frame, one partition per file (``skip``: as :func:`read_file`)."""
     empty = meta(table, columns)
     if not files.paths:
         return dd.from_pandas(empty, npartitions=1)
     return dd.from_map(
-        read_file, range(len(files.paths)), files=files, table=table, wanted=columns, meta=empty
+        read_file, range(len(files.paths)), files=files, table=table, wanted=columns, skip=skip, meta=empty
     )
 
 
@@ -242,12 +255,91 @@ def plan_groups(url: str, period: Period, columns: dict[str, list[str]]) -> list
     return groups
 
 
+def file_partitions(files: Files) -> np.ndarray:
+    """Per file, the index of the period partition (``period=…`` folder) it lies in."""
+    folders = [PurePosixPath(path).parent.name for path in files.paths]
+    return np.unique(folders, return_inverse=True)[1] if folders else np.zeros(0, dtype=np.int64)
+
+
+def without_stored_twice(
+    frame: pd.DataFrame, files: Files, table: str, read_all: Callable[[], pd.DataFrame] | None
+) -> pd.DataFrame:
+    """Rows read from ``files`` (load order, with ``ORDER``) less those stored twice, as pandas reads.
+
+    ``read_all``: the same rows with every stored column, when ``frame`` holds only some (None: it
+    holds them all). The rule is :func:`haocha_analysis.ingest.storage.stored_twice`.
+    """
+    if files.labels < 2 or not len(frame):
+        return frame
+    part = file_partitions(files)[(frame[ORDER].to_numpy() >> ROWS_PER_FILE_BITS).astype(np.int64)]
+    drop = stored_twice(frame, table, part, read_all)
+    return frame[~drop].reset_index(drop=True) if drop.any() else frame
+
+
+_KEY_PARTS_META = pd.DataFrame({"h": pd.Series(dtype="uint64"), "p": pd.Series(dtype="int64")})
+
+
+def _table_key(table: str) -> str:
+    return "case_id" if table == "cases" else "eval_id"
+
+
+def _key_parts(frame: pd.DataFrame, table: str, parts: np.ndarray) -> pd.DataFrame:
+    """(key hash, period partition) of a file's rows with a key, each pair once."""
+    key = frame[_table_key(table)]
+    has = key.notna().to_numpy(dtype=bool)
+    return pd.DataFrame(
+        {
+            "h": pd.util.hash_pandas_object(key[has], index=False).to_numpy(),
+            "p": parts[frame.loc[has, ORDER].to_numpy() >> ROWS_PER_FILE_BITS],
+        }
+    ).drop_duplicates()
+
+
+def _rows_with_keys(index: int, files: Files, table: str, hashes: np.ndarray) -> pd.DataFrame:
+    """A file's rows, every column, whose key hash is among ``hashes``."""
+    frame = read_file(index, files, table, None)
+    key = frame[_table_key(table)]
+    hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    return frame[np.isin(hashed, hashes) & key.notna().to_numpy(dtype=bool)]
+
+
+def stored_twice_orders(files: Files, table: str, progress: bool = False) -> np.ndarray:
+    """The load orders of the rows stored twice, for the shuffle fallback (none read whole).
+
+    Two passes, so that only numbers travel: the keys whose hash lies in more than one period
+    partition are the candidates; their rows are read back with every column and the one rule
+    (:func:`haocha_analysis.ingest.storage.stored_twice`) decides on them.
+    """
+    none = np.zeros(0, dtype=np.int64)
+    if files.labels < 2 or not files.paths:
+        return none
+    parts = file_partitions(files)
+    pairs = read_table(files, table, [_table_key(table)]).map_partitions(
+        _key_parts, table, parts, meta=_KEY_PARTS_META
+    )
+    per_key = pairs.drop_duplicates(split_out=True)["h"].value_counts(split_out=True)
+    (counted,) = compute(per_key[per_key > 1], progress=progress)
+    hashes = np.sort(counted.index.to_numpy(dtype="uint64"))
+    if not len(hashes):
+        return none
+    (found,) = compute(_each_file(_rows_with_keys, files, table, hashes), progress=progress)
+    frame = pd.concat(found, ignore_index=True)  # files in load order
+    part = parts[frame[ORDER].to_numpy() >> ROWS_PER_FILE_BITS]
+    return frame.loc[stored_twice(frame, table, part), ORDER].to_numpy()
+
+
 def read_group(files: dict[str, Files], columns: dict[str, list[str]]) -> dict[str, pd.DataFrame]:
     """A locality group's tables read whole, in the pandas load order (runs in a worker)."""
     tables = {}
     for table, table_files in files.items():
-        parts = [read_file(i, table_files, table, columns[table]) for i in range(len(table_files.paths))]
+        n = len(table_files.paths)
+        parts = [read_file(i, table_files, table, columns[table]) for i in range(n)]
         frame = pd.concat(parts, ignore_index=True) if parts else meta(table, columns[table])
+
+        def read_all(table=table, table_files=table_files, n=n) -> pd.DataFrame:
+            return pd.concat([read_file(i, table_files, table, None) for i in range(n)], ignore_index=True)
+
+        frame = without_stored_twice(frame, table_files, table, read_all)
         tables[table] = in_load_order(frame, None)
     return tables
 
@@ -414,10 +506,12 @@ def _tables_shuffled(
     last_wins: dict[str, str | None] = dict.fromkeys(files)
 
     # Rectifications are few (one per handled 差评): read whole, shipped to every partition.
-    (rect,) = compute(read_table(files["rectifications"], "rectifications", columns["rectifications"]))
+    skip = {t: stored_twice_orders(files[t], t, options.progress) for t in files}
+    rect_table = "rectifications"
+    (rect,) = compute(read_table(files[rect_table], rect_table, columns[rect_table], skip[rect_table]))
     rect = in_load_order(rect, last_wins["rectifications"])
 
-    frames = {t: read_table(files[t], t, columns[t]) for t in ("cases", "evaluations")}
+    frames = {t: read_table(files[t], t, columns[t], skip[t]) for t in ("cases", "evaluations")}
     n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
     parted = by_case(frames, n, options.progress)
     rect_shared = dask.delayed(rect, pure=True)
@@ -505,7 +599,9 @@ def _quality_shuffled(
     settings: QualitySettings,
     options: EngineOptions,
 ) -> list:
-    frames = {t: read_table(group.files[t], t, columns[t]) for t in ("cases", "evaluations")}
+    tables = ("cases", "evaluations")
+    skip = {t: stored_twice_orders(group.files[t], t, options.progress) for t in tables}
+    frames = {t: read_table(group.files[t], t, columns[t], skip[t]) for t in tables}
     n = options.partitions or max(1, math.ceil(group.rows / ROWS_PER_PARTITION))
     parted = by_case(frames, n, options.progress)
     return [
@@ -633,9 +729,12 @@ def _among(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
     return (keys_trimmed.isin(keys) & (keys_trimmed != "")).to_numpy(dtype=bool, copy=True)
 
 
-def _read_with_origin(index: int, files: Files, table: str) -> pd.DataFrame:
-    """One file's ledger columns with the load order and the rows' origin (as ``origin=True`` reads)."""
-    frame = read_file(index, files, table, LEDGER_COLUMNS[table])
+def _read_with_origin(index: int, files: Files, table: str, wanted: list[str] | None = ()) -> pd.DataFrame:
+    """One file's ledger columns (``wanted`` None: every column), its load order and rows' origin.
+
+    The origin is the ``_file`` / ``_row`` pair an ``origin=True`` load adds.
+    """
+    frame = read_file(index, files, table, LEDGER_COLUMNS[table] if wanted == () else wanted)
     return frame.assign(
         **{
             ORIGIN_COLUMNS[0]: pd.Series(str(files.paths[index]), index=frame.index, dtype="str"),
@@ -667,8 +766,11 @@ def _near_eval_ids(index: int, files: Files, case_keys: np.ndarray, eval_keys: n
 
 
 def _near_rows(index: int, files: Files, table: str, case_keys: np.ndarray, eval_keys: np.ndarray):
-    """A file's rows the ledger reads: by case id (cases, evaluations) or by eval id (evaluations)."""
-    frame = _read_with_origin(index, files, table)
+    """A file's rows the ledger reads: by case id (cases, evaluations) or by eval id (evaluations).
+
+    Every stored column is kept, so that rows stored twice can be told (:func:`_in_order`).
+    """
+    frame = _read_with_origin(index, files, table, None)
     near = _among(frame["case_id"], case_keys)
     if table == "evaluations":
         near |= _among(frame["eval_id"], eval_keys)
@@ -685,11 +787,16 @@ def _each_file(function, files: Files, *args) -> list:
     return [dask.delayed(function, pure=True)(i, files, *args) for i in range(len(files.paths))]
 
 
-def _in_order(parts: list[pd.DataFrame], table: str) -> pd.DataFrame:
+def _in_order(parts: list[pd.DataFrame], table: str, files: Files | None = None) -> pd.DataFrame:
+    """The ledger's rows of a table in load order; with ``files``, rows stored twice read once."""
     if not parts:
         empty = meta(table, LEDGER_COLUMNS[table])
         parts = [empty.assign(_file=pd.Series(dtype="str"), _row=pd.Series(dtype="int64"))]
-    return in_load_order(pd.concat(parts, ignore_index=True), None)
+    frame = pd.concat(parts, ignore_index=True).sort_values(ORDER, kind="stable").reset_index(drop=True)
+    if files is not None:
+        frame = without_stored_twice(frame, files, table, None)
+        frame = frame[[*LEDGER_COLUMNS[table], *ORIGIN_COLUMNS, ORDER]]
+    return in_load_order(frame, None)
 
 
 def ledger_records(
@@ -714,10 +821,10 @@ def ledger_records(
     first = (
         _each_file(_bad_keys, files["evaluations"], period),
         _each_file(_case_coverage, files["cases"], period),
-        _each_file(_read_with_origin, files["rectifications"], "rectifications"),
+        _each_file(_read_with_origin, files["rectifications"], "rectifications", None),
     )
     bad, case_cover, rect_parts = compute(*first, progress=options.progress)
-    rectifications = _in_order(list(rect_parts), "rectifications")
+    rectifications = _in_order(list(rect_parts), "rectifications", files["rectifications"])
     cov = combine_coverage([c for *_, c in bad] + list(case_cover), period)
     case_keys = _union([cases for cases, _, _ in bad])
     eval_keys = _union([evals for _, evals, _ in bad])
@@ -729,10 +836,10 @@ def ledger_records(
         _each_file(_near_rows, files["evaluations"], "evaluations", case_keys, eval_keys),
         progress=options.progress,
     )
-    evaluations = _in_order(list(evaluations), "evaluations")
+    evaluations = _in_order(list(evaluations), "evaluations", files["evaluations"])
     (cases,) = compute(
         _each_file(_near_rows, files["cases"], "cases", _keys(evaluations["case_id"]), np.array([])),
         progress=options.progress,
     )
-    tables = {"cases": _in_order(list(cases), "cases"), "evaluations": evaluations}
+    tables = {"cases": _in_order(list(cases), "cases", files["cases"]), "evaluations": evaluations}
     return tables | {"rectifications": rectifications}, cov

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -169,38 +170,73 @@ def _read_csv(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame
         ) from None
 
 
-def _drop_stored_twice(frame: pd.DataFrame, table: str, part: np.ndarray, source: Path) -> pd.DataFrame:
-    """One record stored in two partitions, identical in every column, is read once.
+def stored_twice(
+    frame: pd.DataFrame,
+    table: str,
+    part: np.ndarray,
+    read_all: Callable[[], pd.DataFrame] | None = None,
+) -> np.ndarray:
+    """Mask of the rows that repeat, in every stored column, a row of an earlier period partition.
 
     Ingesting consecutive quarters from one export stores an evaluation made in July of a June case
     in both (its case's quarter keeps it for 评价数, its own quarter for the evaluations made then):
-    the same record twice is the storage's doing, not a repeat in the source. Rows identical to an
-    earlier partition's row are dropped and counted (``frame.attrs["stored_twice"]``); a key repeated
-    with any difference, or repeated inside one partition, stays for the linkage rule and quality.
+    the same record twice is the storage's doing, not a repeat in the source, and is read once. A key
+    repeated with any difference, or repeated inside one partition, stays for the linkage rule and
+    quality. The one rule for every reader (pandas and Dask, whatever columns it reads).
+
+    Args:
+        frame: the window's rows in load order (all columns or some).
+        table: canonical table name.
+        part: per row, the index of the period partition it was read from.
+        read_all: when ``frame`` holds only some columns, a function returning the same rows with
+            every stored column (called only when a key repeats, so a window without repeats pays
+            nothing for it).
     """
     key = "case_id" if table == "cases" else "eval_id"
-    dropped = 0
+    drop = np.zeros(len(frame), dtype=bool)
+    if not len(frame) or len(np.unique(part)) < 2:
+        return drop
+    full = None
+    if key not in frame:
+        if read_all is None:
+            return drop
+        frame = full = read_all()
     # The linkage's own encoding says whether any key repeats (computed once, reused by link()):
-    # only then are the rows compared, so a window without repeats pays nothing here.
-    given, distinct = distinct_ids(frame[key]) if key in frame and len(frame) else (0, 0)
-    if given > distinct:
-        keys = frame[key]
-        candidates = (keys.notna() & keys.duplicated(keep=False)).to_numpy(dtype=bool)
-        if candidates.any():
-            values = [c for c in frame.columns if c not in ORIGIN_COLUMNS]
-            rows = frame.loc[candidates, values].assign(_part=part[candidates])
-            within = rows.duplicated(subset=[*values, "_part"], keep="first")
-            across = rows.duplicated(subset=values, keep="first") & ~within
-            if across.any():
-                keep = np.ones(len(frame), dtype=bool)
-                keep[np.flatnonzero(candidates)[across.to_numpy(dtype=bool)]] = False
-                dropped = int((~keep).sum())
-                frame = frame[keep].reset_index(drop=True)
-                log.info(
-                    "%s：%d 条记录在相邻两个分区中完全相同（同一导出分两期导入时常见），按一条读取",
-                    source,
-                    dropped,
-                )
+    # only then are the rows compared.
+    given, distinct = distinct_ids(frame[key])
+    if given == distinct:
+        return drop
+    keys = frame[key]
+    candidates = (keys.notna() & keys.duplicated(keep=False)).to_numpy(dtype=bool)
+    if not candidates.any():
+        return drop
+    if full is None:
+        full = frame if read_all is None else read_all()
+    values = [c for c in DTYPES[table] if c in full]
+    rows = full.loc[candidates, values].assign(_part=part[candidates])
+    within = rows.duplicated(subset=[*values, "_part"], keep="first")
+    across = rows.duplicated(subset=values, keep="first") & ~within
+    drop[np.flatnonzero(candidates)[across.to_numpy(dtype=bool)]] = True
+    return drop
+
+
+def _drop_stored_twice(
+    frame: pd.DataFrame,
+    table: str,
+    part: np.ndarray,
+    source: Path,
+    read_all: Callable[[], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """:func:`stored_twice` applied: those rows dropped, said and counted (``attrs["stored_twice"]``)."""
+    drop = stored_twice(frame, table, part, read_all)
+    dropped = int(drop.sum())
+    if dropped:
+        frame = frame[~drop].reset_index(drop=True)
+        log.info(
+            "%s：%d 条记录在相邻两个分区中完全相同（同一导出分两期导入时常见），按一条读取",
+            source,
+            dropped,
+        )
     frame.attrs["stored_twice"] = dropped
     return frame
 
@@ -256,9 +292,15 @@ def _read_one(
         if origin:
             frames = [_with_origin(f, path, 1) for f, path in zip(frames, files, strict=True)]
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        if columns is None and len(chosen) > 1:
+        if len(chosen) > 1:
             parts_index = np.repeat([i for i, _ in listed], [len(f) for f in frames])
-            frame = _drop_stored_twice(frame, table, parts_index, data_dir / table)
+
+            def read_all() -> pd.DataFrame:  # every stored column: a record is the same in all
+                return pd.concat([_read_parquet(f, table, None) for f in files], ignore_index=True)
+
+            frame = _drop_stored_twice(
+                frame, table, parts_index, data_dir / table, None if columns is None else read_all
+            )
         # Partitions are read oldest first; a key stored in two partitions is not dropped here: the
         # linkage rule takes the first row and marks the others, the quality checks count them.
         _report_repeated(frame, table, data_dir / table, len(chosen))

@@ -308,3 +308,74 @@ def test_unit_reports_dask_equal_pandas_on_edge_cases(tmp_path, dask_client, qin
     folder = _edge_folder(tmp_path / "data", split=True)
     compared = _verb_agrees(tmp_path, dask_client, "unit-reports", str(qinghe.path), folder)
     assert {"qh-d1.html", "qh-d1.pdf", "qh-d2.html", "units.json"} <= set(compared)
+
+
+# --- records stored twice (consecutive quarters ingested from one export) ----------------------------
+
+
+def _stored_twice(split, out):
+    """The split edge cases with every Q1 record stored again, identical, after Q2's own records."""
+    import pyarrow.parquet as pq
+
+    frames = {}
+    for table in ("cases", "evaluations"):
+        q1, q2 = (pq.read_table(split / table / f"period={p}").to_pandas() for p in ("2023Q1", "2023Q2"))
+        frames[table] = {"2023Q1": q1, "2023Q2": pd.concat([q2, q1], ignore_index=True)}
+    rect = pq.read_table(split / "rectifications" / "period=2023Q2").to_pandas()
+    for label in ("2023Q1", "2023Q2"):
+        tables = {t: coerce(frames[t][label], t) for t in frames}
+        write_tables(tables | {"rectifications": coerce(rect, "rectifications")}, out, label)
+    return out
+
+
+def test_records_stored_twice_are_read_once_by_every_reader(tmp_path, on_cluster, qinghe):
+    """Whatever columns a reader loads and whichever engine reads, a record stored identically in two
+    period partitions counts once: the figures are those of the data stored once."""
+    from haocha_analysis.analysis.annexes import build_tables, load_period_data
+    from haocha_analysis.analysis.rectification import load_ledger_data
+    from haocha_analysis.quality.report import run_quality
+    from haocha_analysis.quality.run import load_quality_data
+
+    split = _edge_folder(tmp_path / "once", split=True)
+    twice = _stored_twice(split, tmp_path / "twice")
+    loaded = load_window(twice, Q2)
+    assert loaded["evaluations"].attrs["stored_twice"] > 0 and loaded["cases"].attrs["stored_twice"] > 0
+    assert len(loaded["evaluations"]) == len(load_window(split, Q2)["evaluations"])
+    expected = compute(qinghe, Q2, split, AS_OF)
+    for engine in (None, DASK):
+        got = compute(qinghe, Q2, twice, AS_OF, engine=engine)
+        assert got.tables.headline == expected.tables.headline, engine
+        assert got.quality.figures == expected.quality.figures, engine
+        pd.testing.assert_frame_equal(got.findings, expected.findings)
+        pd.testing.assert_frame_equal(got.rectification.rows, expected.rectification.rows)
+    # The verbs' own loads read some columns only (haocha quality, tables, rectification).
+    for loader in (load_quality_data, load_period_data, load_ledger_data):
+        for table, frame in loader(twice, Q2).items():
+            once = loader(split, Q2)[table]
+            assert len(frame) == len(once), (loader.__name__, table)
+    figures = run_quality(qinghe, load_quality_data(twice, Q2), Q2).figures
+    assert figures == {k: v for k, v in expected.quality.figures.items() if k != "data_coverage"}
+    day = pd.Timestamp(AS_OF).date()
+    assert build_tables(qinghe, load_period_data(twice, Q2), Q2, extracted_on=day).headline == (
+        build_tables(qinghe, load_period_data(split, Q2), Q2, extracted_on=day).headline
+    )
+
+
+@pytest.mark.parametrize("partitions", [0, 3], ids=["locality", "shuffle-3"])
+def test_stored_twice_counts_once_on_both_dask_paths(tmp_path, dask_client, qinghe, partitions):
+    """The tables' and quality's counts of twice-stored data equal those of the data stored once."""
+    from haocha_analysis.engine.api import quality_counts, tables_counts
+    from haocha_analysis.quality.report import quality_report
+    from haocha_analysis.quality.settings import QualitySettings
+    from tests.engine.test_tables_engine import _assert_same_counts
+
+    split = _edge_folder(tmp_path / "once", split=True)
+    twice = _stored_twice(split, tmp_path / "twice")
+    options = EngineOptions(engine="dask", partitions=partitions, group_rows=0 if partitions else None)
+    _assert_same_counts(tables_counts(split, Q2), tables_counts(twice, Q2, options))
+    settings = QualitySettings()
+    expected, _ = quality_counts(split, Q2, qinghe, settings)
+    actual, _ = quality_counts(twice, Q2, qinghe, settings, options)
+    left, right = quality_report(qinghe, expected, Q2, settings), quality_report(qinghe, actual, Q2, settings)
+    assert left.figures == right.figures
+    assert left.figures["produced"]["total"] > 0
