@@ -120,13 +120,42 @@ def _hash_words(matrix: np.ndarray, length: int) -> np.ndarray:
     padded = np.zeros((len(matrix), width * 8), dtype=np.uint8)
     padded[:, :length] = matrix
     words = padded.view(np.uint64)
-    hashes = np.full(len(matrix), length, dtype=np.uint64) * _WORD_MULTIPLIERS[-1]
+    hashes = np.full(len(matrix), length, dtype=np.uint64)
+    hashes *= _WORD_MULTIPLIERS[-1]
+    term = np.empty(len(matrix), dtype=np.uint64)
     for j in range(width):
-        hashes += words[:, j] * _WORD_MULTIPLIERS[j]
-    hashes ^= hashes >> np.uint64(31)  # spread the high bits down (splitmix64's finaliser)
+        np.multiply(words[:, j], _WORD_MULTIPLIERS[j], out=term)
+        hashes += term
+    # spread the high bits down (splitmix64's finaliser), in place
+    np.right_shift(hashes, np.uint64(31), out=term)
+    hashes ^= term
     hashes *= np.uint64(0xBF58476D1CE4E5B9)
-    hashes ^= hashes >> np.uint64(29)
+    np.right_shift(hashes, np.uint64(29), out=term)
+    hashes ^= term
     return hashes
+
+
+def _byte_rows(keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bytes of the non-empty ids as a ``(ids, length)`` matrix, when they all have one length.
+
+    Empty rows (null ids) hold no bytes, so the data buffer is exactly the non-empty ids one after
+    the other: a reshape, no copy. Returns the matrix and, per row, its row in the matrix (-1: empty).
+    """
+    n = len(keys)
+    _, offsets_buffer, data_buffer = keys.buffers()
+    if n == 0 or data_buffer is None:
+        return None
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
+    lengths = np.diff(offsets)
+    filled = lengths > 0
+    count = int(filled.sum())
+    length = int(lengths.max())
+    if count == 0 or int(offsets[-1] - offsets[0]) != count * length:  # some other length among them
+        return None
+    matrix = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(count, length)
+    where = np.cumsum(filled) - 1
+    where[~filled] = -1
+    return matrix, where
 
 
 def _hash64(keys: pa.Array) -> np.ndarray | None:
@@ -138,28 +167,37 @@ def _hash64(keys: pa.Array) -> np.ndarray | None:
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    _, offsets_buffer, data_buffer = keys.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
-    lengths = np.diff(offsets)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    shortest, longest = int(lengths.min()), int(lengths.max())
-    if longest > MAX_HASHED_BYTES:
-        return None
     with np.errstate(over="ignore"):
-        if shortest == longest:  # the usual case: every id of one length, a plain reshape of the bytes
-            return _hash_words(data[offsets[0] : offsets[-1]].reshape(n, longest), longest)
-        each = np.unique(lengths)
-        if len(each) > MAX_HASHED_LENGTHS:
+        if (fixed := _byte_rows(keys)) is not None:  # the usual case: every id of one length
+            matrix, where = fixed
+            hashes = _hash_words(matrix, matrix.shape[1])
+            return hashes if len(matrix) == n else hashes[np.maximum(where, 0)]
+        _, offsets_buffer, _ = keys.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
+        lengths = np.diff(offsets)
+        each = np.unique(lengths[lengths > 0])
+        if len(each) > MAX_HASHED_LENGTHS or (len(each) and each[-1] > MAX_HASHED_BYTES):
             return None
-        hashes = np.empty(n, dtype=np.uint64)
+        hashes = np.zeros(n, dtype=np.uint64)
         for length in each.tolist():
             rows = np.flatnonzero(lengths == length)
             same = pc.take(keys, pa.array(rows))  # contiguous: its bytes reshape to (rows, length)
-            _, same_offsets, same_data = same.buffers()
-            start = int(np.frombuffer(same_offsets, dtype=np.int64, count=1, offset=same.offset * 8)[0])
-            matrix = np.frombuffer(same_data, dtype=np.uint8)[start : start + length * len(rows)]
-            hashes[rows] = _hash_words(matrix.reshape(len(rows), length), length)
+            matrix, _ = _byte_rows(same)
+            hashes[rows] = _hash_words(matrix, length)
         return hashes
+
+
+def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray) -> bool:
+    """Whether the (non-null) ids at positions ``left`` equal those at ``right``, pair by pair."""
+    if (fixed := _byte_rows(keys)) is not None:  # ids of one length: their bytes compared in place
+        matrix, where = fixed
+        left, right = where[left], where[right]
+        if (left >= 0).all() and (right >= 0).all():
+            # each row one fixed-width bytes item (equal widths: equal items are equal ids)
+            items = matrix.view(f"S{matrix.shape[1]}").ravel()
+            return bool((np.take(items, left) == np.take(items, right)).all())
+        return False  # an empty id beside a non-empty one
+    return bool(pc.all(pc.equal(keys.take(pa.array(left)), keys.take(pa.array(right)))).as_py())
 
 
 def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -174,6 +212,12 @@ def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.n
     rows = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if keys.null_count else None
     if hashes is not None:
         given = hashes if rows is None else hashes[rows]
+        if len(given) < 2 or (np.diff(np.sort(given)) != 0).all():  # every hash once: every id once
+            placed = np.arange(len(given), dtype=np.int64)
+            if rows is None:
+                return placed, len(given)
+            codes[rows] = placed
+            return codes, len(given)
         order = np.argsort(given)
         ordered = given[order]
         starts = np.ones(len(ordered), dtype=bool)
@@ -185,8 +229,7 @@ def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.n
         if len(later):
             leaders = np.flatnonzero(starts)[groups[later]]
             at = order if rows is None else rows[order]
-            same = pc.equal(keys.take(pa.array(at[later])), keys.take(pa.array(at[leaders])))
-            exact = bool(pc.all(same).as_py())
+            exact = _same_ids(keys, at[later], at[leaders])
         else:
             exact = True
         if exact:
@@ -259,15 +302,14 @@ def key_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
 
 def _repeated(codes: np.ndarray) -> np.ndarray:
     """Rows whose (non-negative) code appeared on an earlier row."""
-    if not len(codes):
-        return np.zeros(0, dtype=bool)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    later = np.zeros(len(codes), dtype=bool)
-    later[1:] = sorted_codes[1:] == sorted_codes[:-1]
+    given = np.flatnonzero(codes >= 0)
     out = np.zeros(len(codes), dtype=bool)
-    out[order] = later
-    return out & (codes >= 0)
+    if not len(given):
+        return out
+    first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes[given], given)  # each code's first row
+    out[given] = first[codes[given]] != given
+    return out
 
 
 # --- one hashing of the ids per run ------------------------------------------------------------
@@ -433,6 +475,41 @@ def _linkage_key(
     return key, [f[1] for f in found]
 
 
+_LAST = np.iinfo(np.int64).max  # a missing time sorts after every time
+
+
+def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids: pa.Array) -> np.ndarray:
+    """Per code, the row first by (time, eval id), missing ones last: ROW_NUMBER() … = 1.
+
+    The earliest time per code is found without sorting; only the codes with several rows at that
+    time (rare) are ordered by their eval ids.
+
+    Args:
+        rows: positions of the candidate evaluations.
+        codes: their case codes (non-negative).
+        times: their ``evaluated_at`` (``datetime64[us]``; NaT is missing).
+        eval_ids: the trimmed eval ids of every evaluation (indexed by ``rows``; null sorts last).
+    """
+    if not len(rows):
+        return rows
+    at = times.view(np.int64).copy()
+    at[np.isnat(times)] = _LAST
+    earliest = np.full(int(codes.max()) + 1, _LAST, dtype=np.int64)
+    np.minimum.at(earliest, codes, at)
+    tied = at == earliest[codes]  # at least one row per code
+    per_code = np.bincount(codes[tied], minlength=len(earliest))
+    alone = tied & (per_code[codes] == 1)
+    several = np.flatnonzero(tied & (per_code[codes] > 1))
+    if not len(several):
+        return rows[alone]
+    window = pa.table({"code": pa.array(codes[several]), "eval_id": eval_ids.take(pa.array(rows[several]))})
+    order = pc.sort_indices(window, sort_keys=[("code", "ascending"), ("eval_id", "ascending")]).to_numpy()
+    ordered = codes[several][order]
+    row_one = np.ones(len(order), dtype=bool)
+    row_one[1:] = ordered[1:] != ordered[:-1]
+    return np.concatenate([rows[alone], rows[several[order[row_one]]]])
+
+
 def _link(
     case_ids: pd.Series,
     eval_case: pd.Series,
@@ -461,22 +538,7 @@ def _link(
     # ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) = 1 (nulls sort last).
     candidates = np.flatnonzero(attempt_one & has_case_id & ~repeated_eval)
     first = np.zeros(n_eval, dtype=bool)
-    if len(candidates):
-        window = pa.table(
-            {
-                "code": pa.array(eval_codes[candidates]),
-                "at": pa.array(evaluated_at[candidates]),
-                "eval_id": eval_encoded.keys.take(pa.array(candidates)),  # a blank id (null) sorts last
-            }
-        )
-        order = pc.sort_indices(
-            window,
-            sort_keys=[("code", "ascending"), ("at", "ascending"), ("eval_id", "ascending")],
-        ).to_numpy()
-        sorted_codes = eval_codes[candidates][order]
-        row_one = np.ones(len(order), dtype=bool)
-        row_one[1:] = sorted_codes[1:] != sorted_codes[:-1]
-        first[candidates[order[row_one]]] = True
+    first[_first_rows(candidates, eval_codes[candidates], evaluated_at[candidates], eval_encoded.keys)] = True
     duplicate_attempt = attempt_one & has_case_id & ~repeated_eval & ~first
     return Linkage(
         case_code=eval_codes,
