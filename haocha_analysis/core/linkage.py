@@ -115,16 +115,26 @@ MAX_HASHED_LENGTHS = 64  # distinct byte lengths handled one group each
 
 
 def _hash_words(matrix: np.ndarray, length: int) -> np.ndarray:
-    """64-bit hashes of rows of ``length`` bytes each (a ``(rows, length)`` uint8 matrix)."""
-    width = -(-length // 8)
-    padded = np.zeros((len(matrix), width * 8), dtype=np.uint8)
-    padded[:, :length] = matrix
-    words = padded.view(np.uint64)
-    hashes = np.full(len(matrix), length, dtype=np.uint64)
+    """64-bit hashes of rows of ``length`` bytes each (a contiguous ``(rows, length)`` uint8 matrix).
+
+    Each row is read as 8-byte words in place (the last one ending at the row's end, overlapping the
+    one before when the length is not a multiple of 8): no padded copy of the bytes.
+    """
+    n = len(matrix)
+    if length < 8:  # shorter than a word: padded (8 bytes a row)
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, :length] = matrix
+        matrix, length = padded, 8
+    flat = matrix.reshape(-1)
+    starts = [*range(0, length - 7, 8)]
+    if starts[-1] != length - 8:
+        starts.append(length - 8)
+    hashes = np.full(n, length, dtype=np.uint64)
     hashes *= _WORD_MULTIPLIERS[-1]
-    term = np.empty(len(matrix), dtype=np.uint64)
-    for j in range(width):
-        np.multiply(words[:, j], _WORD_MULTIPLIERS[j], out=term)
+    term = np.empty(n, dtype=np.uint64)
+    for j, start in enumerate(starts):
+        word = np.ndarray((n,), dtype="<u8", buffer=flat, offset=start, strides=(length,))
+        np.multiply(word, _WORD_MULTIPLIERS[j], out=term)
         hashes += term
     # spread the high bits down (splitmix64's finaliser), in place
     np.right_shift(hashes, np.uint64(31), out=term)
