@@ -39,6 +39,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from haocha_analysis.core.arrays import release_arrow_memory
+
 
 @dataclass(frozen=True)
 class Linkage:
@@ -375,12 +377,15 @@ def forget() -> None:
     """Drop the cached encodings and linkages (the pipeline calls this when its stages are done)."""
     _ENCODINGS.clear()
     _LINKAGES.clear()
+    release_arrow_memory()
 
 
 class _Encoded(NamedTuple):
-    """One id column prepared for the rule: trimmed ids, their hashes, codes, distinct ids."""
+    """One id column prepared for the rule: hashes of the trimmed ids, codes, distinct ids.
 
-    keys: pa.Array
+    The trimmed ids themselves are not kept (as large as the column): recomputed when needed.
+    """
+
     hashes: np.ndarray | None
     codes: np.ndarray
     distinct: int
@@ -394,7 +399,7 @@ def _encoded(series: pd.Series) -> _Encoded:
         return hit[1]
     keys = _keys(series)
     hashes = _hash64(keys)
-    encoded = _Encoded(keys, hashes, *_encode_keys(keys, hashes))
+    encoded = _Encoded(hashes, *_encode_keys(keys, hashes))
     if found is not None:
         _remember(_ENCODINGS, found[0], (found[1], encoded), MAX_ENCODINGS)
     return encoded
@@ -418,12 +423,12 @@ def _codes(cases: pd.Series, others: pd.Series) -> list[np.ndarray]:
     known = _encoded(cases)
     keys = _keys(others)
     hashes = _hash64(keys)
-    joint = pa.concat_arrays([known.keys, keys])
+    joint = pa.concat_arrays([_keys(cases), keys])
     if known.hashes is None or hashes is None:
         codes, _ = _encode_keys(joint, None)
     else:
         codes, _ = _encode_keys(joint, np.concatenate([known.hashes, hashes]))
-    return [codes[: len(known.keys)], codes[len(known.keys) :]]
+    return [codes[: len(cases)], codes[len(cases) :]]
 
 
 def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
@@ -440,6 +445,7 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
         _LINKAGES.move_to_end(key[0])
         return hit[1]
     links = _link(*inputs)
+    release_arrow_memory()  # the hashing's temporary Arrow buffers
     for flags in vars(links).values():
         flags.setflags(write=False)  # shared by every caller: never changed in place
     if key is not None:
@@ -488,7 +494,7 @@ def _linkage_key(
 _LAST = np.iinfo(np.int64).max  # a missing time sorts after every time
 
 
-def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids: pa.Array) -> np.ndarray:
+def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids: pd.Series) -> np.ndarray:
     """Per code, the row first by (time, eval id), missing ones last: ROW_NUMBER() … = 1.
 
     The earliest time per code is found without sorting; only the codes with several rows at that
@@ -498,7 +504,7 @@ def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids
         rows: positions of the candidate evaluations.
         codes: their case codes (non-negative).
         times: their ``evaluated_at`` (``datetime64[us]``; NaT is missing).
-        eval_ids: the trimmed eval ids of every evaluation (indexed by ``rows``; null sorts last).
+        eval_ids: the eval ids of every evaluation (indexed by ``rows``; trimmed, a blank sorts last).
     """
     if not len(rows):
         return rows
@@ -512,7 +518,8 @@ def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids
     several = np.flatnonzero(tied & (per_code[codes] > 1))
     if not len(several):
         return rows[alone]
-    window = pa.table({"code": pa.array(codes[several]), "eval_id": eval_ids.take(pa.array(rows[several]))})
+    tied_ids = _keys(eval_ids).take(pa.array(rows[several]))
+    window = pa.table({"code": pa.array(codes[several]), "eval_id": tied_ids})
     order = pc.sort_indices(window, sort_keys=[("code", "ascending"), ("eval_id", "ascending")]).to_numpy()
     ordered = codes[several][order]
     row_one = np.ones(len(order), dtype=bool)
@@ -548,7 +555,7 @@ def _link(
     # ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) = 1 (nulls sort last).
     candidates = np.flatnonzero(attempt_one & has_case_id & ~repeated_eval)
     first = np.zeros(n_eval, dtype=bool)
-    first[_first_rows(candidates, eval_codes[candidates], evaluated_at[candidates], eval_encoded.keys)] = True
+    first[_first_rows(candidates, eval_codes[candidates], evaluated_at[candidates], eval_id)] = True
     duplicate_attempt = attempt_one & has_case_id & ~repeated_eval & ~first
     return Linkage(
         case_code=eval_codes,

@@ -155,33 +155,49 @@ def contains_pii(text: str) -> bool:
 
 KEY_LENGTHS = (16, 64)  # an evaluator key: lowercase hexadecimal of 16 to 64 characters
 IDENTITY_DIGITS = 18  # all digits of this length is an identity number, though it is hex too
+_SCAN_BYTES = 1 << 22  # bytes checked at a time (a few MB of temporaries, whatever the column)
+
+
+def _hex_rows(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of one ``large_string`` chunk: 16–64 bytes, every one of them 0-9 or a-f; its bytes."""
+    n = len(chunk)
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=chunk.offset * 8)
+    lengths = np.diff(offsets)  # bytes; a key's bytes are its characters
+    key = (lengths >= KEY_LENGTHS[0]) & (lengths <= KEY_LENGTHS[1])
+    if data_buffer is None:
+        return key, lengths
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    first, last = int(offsets[0]), int(offsets[-1])
+    for start in range(first, last, _SCAN_BYTES):
+        block = data[start : min(start + _SCAN_BYTES, last)]
+        # uint8 arithmetic wraps: a byte is a digit when b - '0' < 10, a letter a-f when b - 'a' < 6
+        outside = np.flatnonzero(((block - np.uint8(48)) >= 10) & ((block - np.uint8(97)) >= 6))
+        if len(outside):
+            key[np.searchsorted(offsets, outside + start, side="right") - 1] = False
+    return key, lengths
 
 
 def not_a_key(values: pd.Series) -> np.ndarray:
     """Mask of given values that are not evaluator keys (hex of 16-64 characters).
 
     An all-digit value of 18 characters is hex too, but it is an identity number, never a key.
-    Checked on the Arrow bytes (a key is ASCII: any byte outside 0-9a-f, a multi-byte character
-    included, makes a value not a key), with no regular expression over every row.
+    Checked on the Arrow bytes in place (a key is ASCII: any byte outside 0-9a-f, a multi-byte
+    character included, makes a value not a key), with no regular expression over every row.
     """
     arrow = pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
-    if isinstance(arrow, pa.ChunkedArray):
-        arrow = arrow.combine_chunks()
-    n = len(arrow)
-    given = arrow.is_valid().to_numpy(zero_copy_only=False)
-    if n == 0:
-        return given
-    _, offsets_buffer, data_buffer = arrow.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=arrow.offset * 8)
-    lengths = np.diff(offsets)  # bytes; a key's bytes are its characters
-    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]] if data_buffer else None
-    key = (lengths >= KEY_LENGTHS[0]) & (lengths <= KEY_LENGTHS[1])
-    if data is not None and len(data):
-        # uint8 arithmetic wraps: a byte is a digit when b - '0' < 10, a letter a-f when b - 'a' < 6
-        outside = np.flatnonzero(((data - np.uint8(48)) >= 10) & ((data - np.uint8(97)) >= 6))
-        if len(outside):
-            key[np.searchsorted(offsets, outside + offsets[0], side="right") - 1] = False
-    eighteen = np.flatnonzero(key & (lengths == IDENTITY_DIGITS))
+    chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+    given = np.zeros(len(values), dtype=bool)
+    key = np.zeros(len(values), dtype=bool)
+    eighteen = np.zeros(len(values), dtype=bool)
+    at = 0
+    for chunk in chunks:
+        rows = slice(at, at + len(chunk))
+        given[rows] = chunk.is_valid().to_numpy(zero_copy_only=False)
+        key[rows], lengths = _hex_rows(chunk)
+        eighteen[rows] = lengths == IDENTITY_DIGITS
+        at += len(chunk)
+    eighteen = np.flatnonzero(key & given & eighteen)
     if len(eighteen):
         digits = pc.utf8_is_digit(arrow.take(pa.array(eighteen))).to_numpy(zero_copy_only=False)
         key[eighteen[digits]] = False

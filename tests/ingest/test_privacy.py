@@ -45,3 +45,16 @@ def test_not_a_key_agrees_with_the_written_rule():
     assert not_a_key(values).tolist() == rule
     assert not_a_key(pd.Series([], dtype="str")).tolist() == []
     assert not_a_key(pd.Series([None, None], dtype="str")).tolist() == [False, False]
+
+
+def test_not_a_key_over_chunks_and_scan_blocks(monkeypatch):
+    # Two Arrow chunks (a concatenated column) and bytes scanned 7 at a time: a bad byte at a block's
+    # edge still marks its own row, and only it.
+    from haocha_analysis.ingest import privacy
+
+    monkeypatch.setattr(privacy, "_SCAN_BYTES", 7)
+    first = pd.Series([v for v, _ in CASES], dtype="str")
+    second = pd.Series([v for v, _ in reversed(CASES)], dtype="str")
+    both = pd.concat([first, second], ignore_index=True)
+    expected = [flag for _, flag in CASES] + [flag for _, flag in reversed(CASES)]
+    assert not_a_key(both).tolist() == expected
