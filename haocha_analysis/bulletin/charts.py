@@ -247,7 +247,7 @@ def tip_regions(fig: Figure) -> list[dict]:
     tips = getattr(fig, TIPS_ATTRIBUTE, None) or []
     if not tips:
         return []
-    fig.canvas.draw()  # the constrained layout settles positions
+    fig.draw_without_rendering()  # the constrained layout settles positions (nothing rasterised)
     width, height = fig.bbox.width, fig.bbox.height
     regions = []
     for artist, text, point in tips:

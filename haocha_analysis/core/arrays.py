@@ -31,3 +31,13 @@ def isin(values: pd.Series, members: pd.Series | pd.Index | Iterable[str]) -> np
     if isinstance(left, pa.ChunkedArray):
         left = left.combine_chunks()
     return pc.is_in(left, value_set=right, skip_nulls=True).fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory Arrow's pool keeps for reuse back to the system.
+
+    Arrow's allocator (mimalloc) keeps freed pages mapped: after the loading window and the linkage
+    (hundreds of MB of temporary strings and hashes) a run's process kept ~300 MB more resident through
+    every later stage, counted in the run's peak beside the notebook kernel.
+    """
+    pa.default_memory_pool().release_unused()

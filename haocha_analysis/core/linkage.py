@@ -32,11 +32,14 @@ import hashlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from haocha_analysis.core.arrays import release_arrow_memory
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,162 @@ def _keys(series: pd.Series) -> pa.Array:
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.large_string()), values)
 
 
+# --- exact integer codes of ids, by hashing and sorting ------------------------------------------
+# Arrow's hash-table encoding of millions of distinct strings costs ~0.15 µs a row (0.4 s for a
+# quarter's eval ids). Instead each id's bytes are hashed to 64 bits with numpy (a few vector
+# operations on the fixed-width byte matrix), the hashes are sorted (numpy's SIMD sort), equal hashes
+# form a group, and every row of a group is compared with its group's first row as a string: codes
+# are exact, never a guess. A true 64-bit collision (two ids, one hash) makes that check fail and the
+# column is encoded by Arrow's dictionary encoding instead.
+_WORD_MULTIPLIERS = np.array(
+    [(0x9E3779B97F4A7C15 * (2 * j + 1) + 0x632BE59BD9B4E019 * j) % 2**64 | 1 for j in range(33)],
+    dtype=np.uint64,
+)
+MAX_HASHED_BYTES = 256  # longer ids (none in practice) are encoded by Arrow
+MAX_HASHED_LENGTHS = 64  # distinct byte lengths handled one group each
+
+
+def _hash_words(matrix: np.ndarray, length: int) -> np.ndarray:
+    """64-bit hashes of rows of ``length`` bytes each (a contiguous ``(rows, length)`` uint8 matrix).
+
+    Each row is read as 8-byte words in place (the last one ending at the row's end, overlapping the
+    one before when the length is not a multiple of 8): no padded copy of the bytes.
+    """
+    n = len(matrix)
+    if length < 8:  # shorter than a word: padded (8 bytes a row)
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, :length] = matrix
+        matrix, length = padded, 8
+    flat = matrix.reshape(-1)
+    starts = [*range(0, length - 7, 8)]
+    if starts[-1] != length - 8:
+        starts.append(length - 8)
+    hashes = np.full(n, length, dtype=np.uint64)
+    hashes *= _WORD_MULTIPLIERS[-1]
+    term = np.empty(n, dtype=np.uint64)
+    for j, start in enumerate(starts):
+        word = np.ndarray((n,), dtype="<u8", buffer=flat, offset=start, strides=(length,))
+        np.multiply(word, _WORD_MULTIPLIERS[j], out=term)
+        hashes += term
+    # spread the high bits down (splitmix64's finaliser), in place
+    np.right_shift(hashes, np.uint64(31), out=term)
+    hashes ^= term
+    hashes *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(hashes, np.uint64(29), out=term)
+    hashes ^= term
+    return hashes
+
+
+def _byte_rows(keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bytes of the non-empty ids as a ``(ids, length)`` matrix, when they all have one length.
+
+    Empty rows (null ids) hold no bytes, so the data buffer is exactly the non-empty ids one after
+    the other: a reshape, no copy. Returns the matrix and, per row, its row in the matrix (-1: empty).
+    """
+    n = len(keys)
+    _, offsets_buffer, data_buffer = keys.buffers()
+    if n == 0 or data_buffer is None:
+        return None
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
+    lengths = np.diff(offsets)
+    filled = lengths > 0
+    count = int(filled.sum())
+    length = int(lengths.max())
+    if count == 0 or int(offsets[-1] - offsets[0]) != count * length:  # some other length among them
+        return None
+    matrix = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(count, length)
+    where = np.cumsum(filled) - 1
+    where[~filled] = -1
+    return matrix, where
+
+
+def _hash64(keys: pa.Array) -> np.ndarray | None:
+    """A 64-bit hash of each string of a ``large_string`` array (None: ids too long or too varied).
+
+    The hash is a function of the bytes alone (not of the other rows), so two arrays' hashes compare.
+    Null rows get some value; callers ignore them.
+    """
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        if (fixed := _byte_rows(keys)) is not None:  # the usual case: every id of one length
+            matrix, where = fixed
+            hashes = _hash_words(matrix, matrix.shape[1])
+            return hashes if len(matrix) == n else hashes[np.maximum(where, 0)]
+        _, offsets_buffer, _ = keys.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
+        lengths = np.diff(offsets)
+        each = np.unique(lengths[lengths > 0])
+        if len(each) > MAX_HASHED_LENGTHS or (len(each) and each[-1] > MAX_HASHED_BYTES):
+            return None
+        hashes = np.zeros(n, dtype=np.uint64)
+        for length in each.tolist():
+            rows = np.flatnonzero(lengths == length)
+            same = pc.take(keys, pa.array(rows))  # contiguous: its bytes reshape to (rows, length)
+            matrix, _ = _byte_rows(same)
+            hashes[rows] = _hash_words(matrix, length)
+        return hashes
+
+
+def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray) -> bool:
+    """Whether the (non-null) ids at positions ``left`` equal those at ``right``, pair by pair."""
+    if (fixed := _byte_rows(keys)) is not None:  # ids of one length: their bytes compared in place
+        matrix, where = fixed
+        left, right = where[left], where[right]
+        if (left >= 0).all() and (right >= 0).all():
+            # each row one fixed-width bytes item (equal widths: equal items are equal ids)
+            items = matrix.view(f"S{matrix.shape[1]}").ravel()
+            return bool((np.take(items, left) == np.take(items, right)).all())
+        return False  # an empty id beside a non-empty one
+    return bool(pc.all(pc.equal(keys.take(pa.array(left)), keys.take(pa.array(right)))).as_py())
+
+
+def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Per row an integer code of its id (-1 for null), equal codes exactly for equal ids.
+
+    Returns:
+        The codes and the number of distinct ids (codes run from 0 to that number less one).
+    """
+    if hashes is None:
+        hashes = _hash64(keys)
+    codes = np.full(len(keys), -1, dtype=np.int64)
+    rows = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if keys.null_count else None
+    if hashes is not None:
+        given = hashes if rows is None else hashes[rows]
+        if len(given) < 2 or (np.diff(np.sort(given)) != 0).all():  # every hash once: every id once
+            placed = np.arange(len(given), dtype=np.int64)
+            if rows is None:
+                return placed, len(given)
+            codes[rows] = placed
+            return codes, len(given)
+        order = np.argsort(given)
+        ordered = given[order]
+        starts = np.ones(len(ordered), dtype=bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        groups = np.cumsum(starts) - 1
+        # Every row that shares its hash with an earlier row in sorted order is compared, as a string,
+        # with its group's first row: equal everywhere means one code per id, exactly.
+        later = np.flatnonzero(~starts)
+        if len(later):
+            leaders = np.flatnonzero(starts)[groups[later]]
+            at = order if rows is None else rows[order]
+            exact = _same_ids(keys, at[later], at[leaders])
+        else:
+            exact = True
+        if exact:
+            placed = np.empty(len(order), dtype=np.int64)
+            placed[order] = groups
+            if rows is None:
+                codes = placed
+            else:
+                codes[rows] = placed
+            return codes, int(groups[-1]) + 1 if len(groups) else 0
+    encoded = pc.dictionary_encode(keys)  # a 64-bit collision, or ids no hash here handles
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, len(encoded.dictionary)
+
+
 def link_some(
     cases: pd.DataFrame, evaluations: pd.DataFrame, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -155,15 +314,14 @@ def key_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
 
 def _repeated(codes: np.ndarray) -> np.ndarray:
     """Rows whose (non-negative) code appeared on an earlier row."""
-    if not len(codes):
-        return np.zeros(0, dtype=bool)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    later = np.zeros(len(codes), dtype=bool)
-    later[1:] = sorted_codes[1:] == sorted_codes[:-1]
+    given = np.flatnonzero(codes >= 0)
     out = np.zeros(len(codes), dtype=bool)
-    out[order] = later
-    return out & (codes >= 0)
+    if not len(given):
+        return out
+    first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes[given], given)  # each code's first row
+    out[given] = first[codes[given]] != given
+    return out
 
 
 # --- one hashing of the ids per run ------------------------------------------------------------
@@ -174,7 +332,7 @@ def _repeated(codes: np.ndarray) -> np.ndarray:
 # entry holds those buffers, so no other array can take their address while it lives) and by the
 # content of the small numeric arrays that take part (times, attempt flags), so a changed frame is a
 # different key, never a stale hit. Columns held in Python objects (no Arrow buffers) are not cached.
-_ENCODINGS: OrderedDict[tuple, tuple[object, np.ndarray, pa.Array]] = OrderedDict()
+_ENCODINGS: OrderedDict[tuple, tuple[object, _Encoded]] = OrderedDict()
 _LINKAGES: OrderedDict[tuple, tuple[object, Linkage]] = OrderedDict()
 MAX_ENCODINGS = 6  # the case ids of both tables and the eval ids, with room for a second window
 MAX_LINKAGES = 2
@@ -219,19 +377,32 @@ def forget() -> None:
     """Drop the cached encodings and linkages (the pipeline calls this when its stages are done)."""
     _ENCODINGS.clear()
     _LINKAGES.clear()
+    release_arrow_memory()
 
 
-def _encoded(series: pd.Series) -> tuple[np.ndarray, pa.Array]:
-    """Per row, an integer code of the trimmed id (-1 when blank), and the distinct ids in code order."""
+class _Encoded(NamedTuple):
+    """One id column prepared for the rule: hashes of the trimmed ids, codes, distinct ids.
+
+    The trimmed ids themselves are not kept (as large as the column): recomputed when needed.
+    """
+
+    hashes: np.ndarray | None
+    codes: np.ndarray
+    distinct: int
+
+
+def _encoded(series: pd.Series) -> _Encoded:
+    """Per row, an integer code of the trimmed id (-1 when blank), computed once per column."""
     found = _arrow_fingerprint(series)
     if found is not None and (hit := _ENCODINGS.get(found[0])) is not None:
         _ENCODINGS.move_to_end(found[0])
-        return hit[1], hit[2]
-    encoded = pc.dictionary_encode(_keys(series))
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return hit[1]
+    keys = _keys(series)
+    hashes = _hash64(keys)
+    encoded = _Encoded(hashes, *_encode_keys(keys, hashes))
     if found is not None:
-        _remember(_ENCODINGS, found[0], (found[1], codes, encoded.dictionary), MAX_ENCODINGS)
-    return codes, encoded.dictionary
+        _remember(_ENCODINGS, found[0], (found[1], encoded), MAX_ENCODINGS)
+    return encoded
 
 
 def distinct_ids(series: pd.Series) -> tuple[int, int]:
@@ -239,38 +410,25 @@ def distinct_ids(series: pd.Series) -> tuple[int, int]:
 
     The encoding is the one :func:`link` uses, computed once for both.
     """
-    codes, dictionary = _encoded(series)
-    return int((codes >= 0).sum()), len(dictionary)
-
-
-def _cached_encoding(series: pd.Series) -> tuple[np.ndarray, pa.Array] | None:
-    found = _arrow_fingerprint(series)
-    hit = _ENCODINGS.get(found[0]) if found is not None else None
-    return (hit[1], hit[2]) if hit is not None else None
+    encoded = _encoded(series)
+    return int((encoded.codes >= 0).sum()), encoded.distinct
 
 
 def _codes(cases: pd.Series, others: pd.Series) -> list[np.ndarray]:
     """One integer code per distinct trimmed id across two columns (-1 for blank or missing).
 
-    Codes number the ids by first appearance, the first column before the second. When the first
-    column's encoding is known already (the loader counted its repeated keys), the second column is
-    looked up in its distinct ids and only the ids it lacks are encoded: the same numbering.
+    Equal codes mean equal ids, in either column; the numbering itself carries no meaning. The
+    first column's trimmed ids and hashes are reused when the loader prepared them already.
     """
-    known = _cached_encoding(cases)
-    if known is None:
-        arrays = [_keys(cases), _keys(others)]
-        encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
-        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return [codes[: len(arrays[0])], codes[len(arrays[0]) :]]
-    case_codes, dictionary = known
+    known = _encoded(cases)
     keys = _keys(others)
-    found = pc.index_in(keys, value_set=dictionary)
-    codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    missing = pc.and_(found.is_null(), keys.is_valid())
-    if pc.any(missing).as_py():
-        rest = pc.dictionary_encode(keys.filter(missing)).indices.to_numpy(zero_copy_only=False)
-        codes[missing.to_numpy(zero_copy_only=False)] = len(dictionary) + rest.astype(np.int64)
-    return [case_codes, codes]
+    hashes = _hash64(keys)
+    joint = pa.concat_arrays([_keys(cases), keys])
+    if known.hashes is None or hashes is None:
+        codes, _ = _encode_keys(joint, None)
+    else:
+        codes, _ = _encode_keys(joint, np.concatenate([known.hashes, hashes]))
+    return [codes[: len(cases)], codes[len(cases) :]]
 
 
 def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
@@ -287,6 +445,7 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
         _LINKAGES.move_to_end(key[0])
         return hit[1]
     links = _link(*inputs)
+    release_arrow_memory()  # the hashing's temporary Arrow buffers
     for flags in vars(links).values():
         flags.setflags(write=False)  # shared by every caller: never changed in place
     if key is not None:
@@ -332,6 +491,42 @@ def _linkage_key(
     return key, [f[1] for f in found]
 
 
+_LAST = np.iinfo(np.int64).max  # a missing time sorts after every time
+
+
+def _first_rows(rows: np.ndarray, codes: np.ndarray, times: np.ndarray, eval_ids: pd.Series) -> np.ndarray:
+    """Per code, the row first by (time, eval id), missing ones last: ROW_NUMBER() … = 1.
+
+    The earliest time per code is found without sorting; only the codes with several rows at that
+    time (rare) are ordered by their eval ids.
+
+    Args:
+        rows: positions of the candidate evaluations.
+        codes: their case codes (non-negative).
+        times: their ``evaluated_at`` (``datetime64[us]``; NaT is missing).
+        eval_ids: the eval ids of every evaluation (indexed by ``rows``; trimmed, a blank sorts last).
+    """
+    if not len(rows):
+        return rows
+    at = times.view(np.int64).copy()
+    at[np.isnat(times)] = _LAST
+    earliest = np.full(int(codes.max()) + 1, _LAST, dtype=np.int64)
+    np.minimum.at(earliest, codes, at)
+    tied = at == earliest[codes]  # at least one row per code
+    per_code = np.bincount(codes[tied], minlength=len(earliest))
+    alone = tied & (per_code[codes] == 1)
+    several = np.flatnonzero(tied & (per_code[codes] > 1))
+    if not len(several):
+        return rows[alone]
+    tied_ids = _keys(eval_ids).take(pa.array(rows[several]))
+    window = pa.table({"code": pa.array(codes[several]), "eval_id": tied_ids})
+    order = pc.sort_indices(window, sort_keys=[("code", "ascending"), ("eval_id", "ascending")]).to_numpy()
+    ordered = codes[several][order]
+    row_one = np.ones(len(order), dtype=bool)
+    row_one[1:] = ordered[1:] != ordered[:-1]
+    return np.concatenate([rows[alone], rows[several[order[row_one]]]])
+
+
 def _link(
     case_ids: pd.Series,
     eval_case: pd.Series,
@@ -344,7 +539,8 @@ def _link(
     with ThreadPoolExecutor(2, thread_name_prefix="linkage") as pool:
         by_eval_id = pool.submit(_encoded, eval_id)
         case_codes, eval_codes = _codes(case_ids, eval_case)
-        eval_ids, eval_dictionary = by_eval_id.result()
+        eval_encoded = by_eval_id.result()
+    eval_ids = eval_encoded.codes
     repeated_case = _repeated(case_codes)
     repeated_eval = _repeated(eval_ids)
 
@@ -359,24 +555,7 @@ def _link(
     # ROW_NUMBER() OVER (PARTITION BY case_id ORDER BY evaluated_at, eval_id) = 1 (nulls sort last).
     candidates = np.flatnonzero(attempt_one & has_case_id & ~repeated_eval)
     first = np.zeros(n_eval, dtype=bool)
-    if len(candidates):
-        window = pa.table(
-            {
-                "code": pa.array(eval_codes[candidates]),
-                "at": pa.array(evaluated_at[candidates]),
-                "eval_id": eval_dictionary.take(
-                    pa.array(eval_ids[candidates], mask=eval_ids[candidates] < 0)  # a blank id sorts last
-                ),
-            }
-        )
-        order = pc.sort_indices(
-            window,
-            sort_keys=[("code", "ascending"), ("at", "ascending"), ("eval_id", "ascending")],
-        ).to_numpy()
-        sorted_codes = eval_codes[candidates][order]
-        row_one = np.ones(len(order), dtype=bool)
-        row_one[1:] = sorted_codes[1:] != sorted_codes[:-1]
-        first[candidates[order[row_one]]] = True
+    first[_first_rows(candidates, eval_codes[candidates], evaluated_at[candidates], eval_id)] = True
     duplicate_attempt = attempt_one & has_case_id & ~repeated_eval & ~first
     return Linkage(
         case_code=eval_codes,

@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Separators people type inside a number: spaces, dashes, dots, slashes (full-width ones are folded
 # to these first). Up to three between two digits ("370303 - 19900101").
@@ -151,15 +153,55 @@ def contains_pii(text: str) -> bool:
     return _scrub_text(text) != text
 
 
+KEY_LENGTHS = (16, 64)  # an evaluator key: lowercase hexadecimal of 16 to 64 characters
+IDENTITY_DIGITS = 18  # all digits of this length is an identity number, though it is hex too
+_SCAN_BYTES = 1 << 22  # bytes checked at a time (a few MB of temporaries, whatever the column)
+
+
+def _hex_rows(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of one ``large_string`` chunk: 16–64 bytes, every one of them 0-9 or a-f; its bytes."""
+    n = len(chunk)
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=chunk.offset * 8)
+    lengths = np.diff(offsets)  # bytes; a key's bytes are its characters
+    key = (lengths >= KEY_LENGTHS[0]) & (lengths <= KEY_LENGTHS[1])
+    if data_buffer is None:
+        return key, lengths
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    first, last = int(offsets[0]), int(offsets[-1])
+    for start in range(first, last, _SCAN_BYTES):
+        block = data[start : min(start + _SCAN_BYTES, last)]
+        # uint8 arithmetic wraps: a byte is a digit when b - '0' < 10, a letter a-f when b - 'a' < 6
+        outside = np.flatnonzero(((block - np.uint8(48)) >= 10) & ((block - np.uint8(97)) >= 6))
+        if len(outside):
+            key[np.searchsorted(offsets, outside + start, side="right") - 1] = False
+    return key, lengths
+
+
 def not_a_key(values: pd.Series) -> np.ndarray:
     """Mask of given values that are not evaluator keys (hex of 16-64 characters).
 
     An all-digit value of 18 characters is hex too, but it is an identity number, never a key.
+    Checked on the Arrow bytes in place (a key is ASCII: any byte outside 0-9a-f, a multi-byte
+    character included, makes a value not a key), with no regular expression over every row.
     """
-    text = values if str(values.dtype) == "str" else values.astype("str")
-    hexadecimal = text.str.fullmatch(r"[0-9a-f]{16,64}").fillna(False).to_numpy(dtype=bool)
-    identity = text.str.fullmatch(r"[0-9]{18}").fillna(False).to_numpy(dtype=bool)
-    return values.notna().to_numpy(dtype=bool) & ~(hexadecimal & ~identity)
+    arrow = pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
+    chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
+    given = np.zeros(len(values), dtype=bool)
+    key = np.zeros(len(values), dtype=bool)
+    eighteen = np.zeros(len(values), dtype=bool)
+    at = 0
+    for chunk in chunks:
+        rows = slice(at, at + len(chunk))
+        given[rows] = chunk.is_valid().to_numpy(zero_copy_only=False)
+        key[rows], lengths = _hex_rows(chunk)
+        eighteen[rows] = lengths == IDENTITY_DIGITS
+        at += len(chunk)
+    eighteen = np.flatnonzero(key & given & eighteen)
+    if len(eighteen):
+        digits = pc.utf8_is_digit(arrow.take(pa.array(eighteen))).to_numpy(zero_copy_only=False)
+        key[eighteen[digits]] = False
+    return given & ~key
 
 
 # Columns that are not free text: keys link records (a scrubbed key would break a link), codes are

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from haocha_analysis.core.arrays import isin
 from haocha_analysis.core.linkage import Linkage, link
@@ -32,10 +34,14 @@ def _blank(series: pd.Series) -> pd.Series:
             return pd.Series(codes < 0, index=series.index)
         blank = np.where(codes < 0, True, np.asarray(blank_categories, dtype=bool)[np.maximum(codes, 0)])
         return pd.Series(blank, index=series.index)
-    missing = series.isna()
     if series.dtype == "str" or series.dtype == object:
-        missing = missing | series.astype("str").str.strip().eq("").fillna(True)
-    return missing.astype(bool)
+        # Arrow's kernels on the strings as they are (no trimmed copy): empty, or whitespace only
+        # (utf8_is_space: non-empty and every character Unicode whitespace, what strip() removes).
+        text = pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True)
+        empty = pc.or_(pc.equal(pc.utf8_length(text), 0), pc.utf8_is_space(text))
+        blank = empty.fill_null(True)
+        return pd.Series(blank.to_numpy(zero_copy_only=False), index=series.index, dtype=bool)
+    return series.isna().astype(bool)
 
 
 def _as_category(series: pd.Series) -> pd.Series:

@@ -131,17 +131,23 @@ class QualityReport:
     series: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def completeness_counts(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+def completeness_counts(frame: pd.DataFrame, table: str, rows: np.ndarray | None = None) -> pd.DataFrame:
     """Filled (non-missing) records per canonical column of one table's records (additive).
 
     Empty or whitespace-only strings count as missing. Columns absent from the frame have 0 filled
-    records (the source does not give them).
+    records (the source does not give them). ``rows``: a mask of the records counted (default all;
+    the frame is not copied to select them).
     """
+    if rows is None:
+        rows = np.ones(len(frame), dtype=bool)
     return pd.DataFrame(
         {
             "column": list(DTYPES[table]),
-            "records": len(frame),
-            "filled": [int((~_blank(frame[c])).sum()) if c in frame else 0 for c in DTYPES[table]],
+            "records": int(rows.sum()),
+            "filled": [
+                int((rows & ~_blank(frame[c]).to_numpy(dtype=bool)).sum()) if c in frame else 0
+                for c in DTYPES[table]
+            ],
         }
     ).astype({"records": "int64", "filled": "int64"})
 
@@ -339,9 +345,9 @@ def quality_counts(
         counts=counts,
         systems={str(s) for s in records["cases"]["system"].unique() if s != NO_SYSTEM},
         completeness={
-            "cases": completeness_counts(cases.loc[period.contains(cases["finished_at"])], "cases"),
+            "cases": completeness_counts(cases, "cases", period.contains(cases["finished_at"]).to_numpy()),
             "evaluations": completeness_counts(
-                evaluations.loc[period.contains(evaluations["evaluated_at"])], "evaluations"
+                evaluations, "evaluations", period.contains(evaluations["evaluated_at"]).to_numpy()
             ),
         },
         issues=_issue_hits(records["cases"], records["evaluations"], _unit_attributes(ref), settings),

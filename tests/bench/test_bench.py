@@ -21,6 +21,9 @@ def test_bench_harness_runs_every_stage_at_a_tiny_scale(tmp_path):
     # Loading and its value checks apart; the bulletin's own stages from its manifest, kernel included.
     by_stage = {r["stage"]: r for r in results}
     assert by_stage["load"]["records"] == by_stage["validate"]["records"] > 0
+    # The two-quarter window (the period and the one before) reads more than the period alone.
+    assert by_stage["load_window"]["records"] > by_stage["load"]["records"]
+    assert "| load_window | 0.01 |" in table and "两个季度" in table
     pipeline = [s["name"] for s in by_stage["bulletin"]["pipeline_stages"]]
     assert {"load", "quality", "tables", "anomalies", "notebook", "docx", "html", "pdf"} <= set(pipeline)
     assert by_stage["bulletin"]["tree_peak_mb"] > 0

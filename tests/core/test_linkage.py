@@ -9,6 +9,7 @@ import pytest
 from haocha_analysis.analysis.anomalies import prepare
 from haocha_analysis.analysis.anomalies.detectors import duplicate_evaluations
 from haocha_analysis.analysis.metrics import unit_counts
+from haocha_analysis.core import linkage
 from haocha_analysis.core.linkage import _codes, distinct_ids, forget, link, link_some
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.core.schemas import coerce
@@ -124,14 +125,65 @@ def test_the_ids_are_hashed_once_and_a_changed_frame_is_linked_anew():
     assert _flags(link(cases, evals)) == expected
 
 
-def test_codes_unified_per_column_number_ids_by_first_appearance():
+def _by_first_appearance(columns: list[np.ndarray]) -> list[list[int]]:
+    """The same codes renumbered 0, 1, … in order of first appearance (-1 kept): the partition they make."""
+    joined = np.concatenate(columns)
+    number: dict[int, int] = {}
+    renumbered = [-1 if c < 0 else number.setdefault(int(c), len(number)) for c in joined]
+    out, at = [], 0
+    for column in columns:
+        out.append(renumbered[at : at + len(column)])
+        at += len(column)
+    return out
+
+
+def test_codes_unified_per_column_equal_exactly_for_equal_trimmed_ids():
     first = pd.Series(["b", " a", None, "b", ""], dtype="str")
     second = pd.Series(["c", "a", "b", "  ", "c"], dtype="str")
     expected = [[0, 1, -1, 0, -1], [2, 1, 0, -1, 2]]
     forget()
-    assert [c.tolist() for c in _codes(first, second)] == expected  # both columns encoded together
+    assert _by_first_appearance(_codes(first, second)) == expected  # both columns encoded together
     assert distinct_ids(first) == (3, 2)  # 3 non-blank ids, 2 distinct (trimmed, as the rule does)
-    assert [c.tolist() for c in _codes(first, second)] == expected  # the first column's ids reused
+    assert _by_first_appearance(_codes(first, second)) == expected  # the first column's ids reused
+
+
+# Ids of mixed lengths (one byte to past a hashed word), Chinese, a prefix of another, one too long
+# to hash (Arrow encodes that column): every equal pair and only those share a code.
+SHORT_IDS = ["1", "12", "1", "办件-001", "办件-001 ", "a" * 17, "a" * 16, "a" * 17]
+SHORT_CODES = [0, 1, 0, 2, 2, 3, 4, 3]
+
+
+@pytest.mark.parametrize(
+    ("ids", "codes", "y_code"),
+    [
+        ([*SHORT_IDS, "x" * 300, "x" * 300, None], [*SHORT_CODES, 5, 5, -1], 6),
+        ([*SHORT_IDS, None], [*SHORT_CODES, -1], 5),
+    ],
+)
+def test_codes_are_exact_for_ids_of_any_length_and_script(ids, codes, y_code):
+    forget()
+    found = _codes(pd.Series(ids, dtype="str"), pd.Series(["12", "y", None], dtype="str"))
+    assert _by_first_appearance(found) == [codes, [1, y_code, -1]]
+
+
+def test_a_hash_collision_is_caught_and_the_ids_encoded_exactly(monkeypatch):
+    # Every id hashed to the same number: the string comparison finds the groups wrong and the column
+    # is encoded by Arrow instead, with the same result.
+    monkeypatch.setattr(linkage, "_hash64", lambda keys: np.zeros(len(keys), dtype=np.uint64))
+    forget()
+    first = pd.Series(["b", " a", None, "b", ""], dtype="str")
+    second = pd.Series(["c", "a", "b", "  ", "c"], dtype="str")
+    assert _by_first_appearance(_codes(first, second)) == [[0, 1, -1, 0, -1], [2, 1, 0, -1, 2]]
+    assert distinct_ids(second) == (4, 3)
+    data = edge_cases()
+    collided = _flags(link(data["cases"], data["evaluations"]))
+    monkeypatch.undo()
+    forget()
+    hashed = _flags(link(data["cases"], data["evaluations"]))
+    for flags in (collided, hashed):
+        flags["case_code"] = _by_first_appearance([np.asarray(flags["case_code"])])  # numbering is free
+    assert collided == hashed
+    forget()
 
 
 def _per_unit(values: pd.Series) -> dict[str, int]:

@@ -610,3 +610,16 @@ def test_timeliness_is_slash_when_no_record_has_a_reporting_time(qinghe):
     cases.loc[0, "reported_at"] = pd.Timestamp("2023-04-03 10:01")
     report = quality.run_quality(qinghe, {"cases": cases, "evaluations": _evals([])}, Q2)
     assert report.figures["timeliness_rate"]["cases"] == "50%"
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_blank_values_are_missing_empty_or_whitespace_only(dtype):
+    from haocha_analysis.quality.checks import _blank
+
+    values = ["", " ", "\u3000", "a", None, " a ", "\t\n", "无"]
+    series = pd.Series(values, dtype=dtype, index=range(10, 18))
+    blank = _blank(series)
+    assert blank.tolist() == [True, True, True, False, True, False, True, False]
+    assert blank.index.tolist() == list(range(10, 18))
+    assert _blank(series.iloc[3:5]).tolist() == [False, True]  # a slice of the Arrow buffers
+    assert _blank(pd.Series([], dtype=dtype)).tolist() == []
