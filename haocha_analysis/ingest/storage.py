@@ -53,10 +53,23 @@ def partitions(data_dir: Path, table: str) -> dict[str, Path]:
 
 
 def url_root(url: str) -> tuple[object, str]:
-    """The fsspec filesystem of a data URL and the folder's path on it (no trailing slash)."""
+    """The fsspec filesystem of a data URL and the folder's path on it (no trailing slash).
+
+    Raises:
+        HaochaInputError: the URL's scheme is unknown, or its fsspec driver is not installed.
+    """
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(str(url))
+    try:
+        fs, root = fsspec.core.url_to_fs(str(url))
+    except (ImportError, ValueError) as err:
+        raise HaochaInputError(
+            f"无法读取地址：{err}",
+            file=str(url),
+            column="--data",
+            fix="安装该地址所需的 fsspec 驱动（如 s3:// 需 pip install s3fs，gs:// 需 gcsfs），"
+            "或检查地址的写法",
+        ) from err
     return fs, root.rstrip("/")
 
 

@@ -230,3 +230,13 @@ def test_the_pipeline_refuses_a_url_on_pandas_when_called_from_python(tmp_path, 
         with pytest.raises(HaochaInputError, match="pandas 引擎只读取本地目录"):
             call()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("verb", ["bulletin", "run", "unit-reports"])
+def test_a_url_of_an_unknown_scheme_is_exit_2_naming_the_driver(tmp_path, qinghe, verb):
+    args = [verb, "--city", str(qinghe.path), "--period", "latest", "--data", "nosuchfs://bucket/zibo"]
+    result = _invoke([*args, "--out", str(tmp_path / "out"), "--engine", "dask"])
+    assert result.exit_code == 2, result.output
+    assert "无法读取地址" in result.output and "nosuchfs://bucket/zibo" in result.output
+    assert "pip install s3fs" in result.output
+    assert not (tmp_path / "out").exists()
