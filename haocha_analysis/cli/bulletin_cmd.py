@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
-from haocha_analysis.cli.engine_opts import engine_options
+from haocha_analysis.cli.engine_opts import URL_HELP, data_location, engine_options
 from haocha_analysis.core.periods import LATEST_HELP, PERIOD_HELP
 
 DATA_HELP = "规范表目录；省略时使用内置合成数据（首次运行时生成）"
@@ -18,7 +18,7 @@ OUT_HELP = "输出目录；省略时为 reports/<城市>/<统计期>/"
 def _document_options(f: Callable) -> Callable:
     """Options both verbs share: what the document says and how it compares."""
     options = [
-        click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None, help=DATA_HELP),
+        click.option("--data", "data_dir", default=None, help=DATA_HELP + URL_HELP),
         click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help=OUT_HELP),
         click.option(
             "--extracted-on", default=None, help="数据提取时间 YYYY-MM-DD（附件备注）；省略时由数据决定"
@@ -62,6 +62,7 @@ def bulletin(city: str, period: str, **options: object) -> None:
     """生成季度通报：执行 notebook，输出无代码的 HTML、PDF 与 Word 公文、附件表格与运行清单。"""
     from haocha_analysis.pipeline import run as pipeline
 
+    options["data_dir"] = data_location(options["data_dir"], options["engine"])
     pipeline.cli_entry(city, period, ingest=False, **options)
 
 
@@ -94,6 +95,7 @@ def run(city: str, period: str, unit_level: str, **options: object) -> None:
     """定时任务入口：按需导入 → 质检 → 附件表格 → 异常发现 → 通报 → 单位报告。"""
     from haocha_analysis.pipeline import run as pipeline
 
+    options["data_dir"] = data_location(options["data_dir"], options["engine"])
     pipeline.cli_entry(
         city, period, ingest=True, unit_level=None if unit_level == "none" else unit_level, **options
     )

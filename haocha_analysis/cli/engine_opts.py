@@ -48,14 +48,17 @@ def engine_options(f: Callable) -> Callable:
 
 def local_folder(data_dir: str, engine: object) -> Path | None:
     """--data as a local folder, or None for a URL (only the dask engine reads URLs: else exit 2)."""
-    if "://" not in str(data_dir):
-        return Path(data_dir)
-    if engine.engine == "pandas":
-        from haocha_analysis.core.errors import HaochaInputError
+    from haocha_analysis.core.config import is_url
+    from haocha_analysis.engine import refuse_url_on_pandas
 
-        raise HaochaInputError(
-            "pandas 引擎只读取本地目录",
-            file=str(data_dir),
-            fix="--data 用本地或挂载的目录，或加 --engine dask 读取 s3://、hdfs://、memory:// 等地址",
-        )
+    if not is_url(data_dir):
+        return Path(data_dir)
+    refuse_url_on_pandas(data_dir, engine)
     return None
+
+
+def data_location(data_dir: str | None, engine: object) -> Path | str | None:
+    """--data of the document verbs: None (built-in data), a folder, or (dask) the URL as given."""
+    if not data_dir:
+        return None
+    return local_folder(data_dir, engine) or data_dir

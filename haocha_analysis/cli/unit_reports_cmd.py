@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from haocha_analysis.cli import CITY_HELP, user_errors
-from haocha_analysis.cli.engine_opts import engine_options
+from haocha_analysis.cli.engine_opts import URL_HELP, data_location, engine_options
 
 
 def _commands() -> list[click.Command]:
@@ -16,13 +16,7 @@ def _commands() -> list[click.Command]:
     @click.command("unit-reports")
     @click.option("--city", required=True, help=CITY_HELP)
     @click.option("--period", required=True, help=PERIOD_HELP + LATEST_HELP)
-    @click.option(
-        "--data",
-        "data_dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="规范表目录；省略时使用内置合成数据",
-    )
+    @click.option("--data", "data_dir", default=None, help="规范表目录；省略时使用内置合成数据" + URL_HELP)
     @click.option(
         "--level",
         type=click.Choice(["district", "city_dept", "district_dept"]),
@@ -45,7 +39,7 @@ def _commands() -> list[click.Command]:
     def unit_reports(
         city: str,
         period: str,
-        data_dir: Path | None,
+        data_dir: str | None,
         level: str,
         unit_ids: str | None,
         out_dir: Path | None,
@@ -57,15 +51,16 @@ def _commands() -> list[click.Command]:
         from haocha_analysis.pipeline import units
         from haocha_analysis.pipeline.run import BulletinFailed
 
+        data = data_location(data_dir, engine)
         ids = [u.strip() for u in (unit_ids or "").split(",") if u.strip()]
         if out_dir is not None:  # the folder is swapped in whole: it must be ours (or absent, or empty)
             from haocha_analysis.core import outputs
             from haocha_analysis.core.reference import load_city
 
-            inputs = {"--data": data_dir, "--city": load_city(city).path}
+            inputs = {"--data": data, "--city": load_city(city).path}
             out_dir = outputs.check_out(out_dir, "units", inputs)
         try:
-            units.cli_entry(city, period, data_dir, out_dir, level, ids or None, engine)
+            units.cli_entry(city, period, data, out_dir, level, ids or None, engine)
         except BulletinFailed as err:
             click.echo(f"错误：{err}", err=True)
             sys.exit(1)

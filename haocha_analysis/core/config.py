@@ -63,6 +63,23 @@ def check_name(name: str, what: str, *, source: str | None = None) -> str:
     return text
 
 
+def is_url(location: object) -> bool:
+    """Whether a ``--data`` value is an fsspec URL (``s3://``, ``hdfs://``, ``file://``, ``memory://``…).
+
+    Only the dask engine reads URLs: its workers open them themselves (nothing is copied to the driver).
+    """
+    return "://" in str(location)
+
+
+def local_path(location: object) -> Path | None:
+    """The local folder a ``--data`` value names: a folder, a ``file://`` URL's path, else None (remote)."""
+    if not is_url(location):
+        return Path(str(location))
+    if str(location).startswith("file://"):
+        return Path(str(location).removeprefix("file://"))
+    return None
+
+
 def reports_path(*parts: str) -> Path:
     """A default output folder ``reports/<part>/…``, checked to stay under the reports root.
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import psutil
 
 from haocha_analysis.core import atomic
-from haocha_analysis.core.config import DATA_DIR, PROJ_ROOT, REPORTS_DIR
+from haocha_analysis.core.config import DATA_DIR, PROJ_ROOT, REPORTS_DIR, local_path
 from haocha_analysis.core.errors import HaochaInputError
 
 MARKER = ".haocha-output.json"  # written into every output folder: {"kind": …}
@@ -186,9 +186,9 @@ def check_out(
         if real == place.resolve():
             raise refuse(f"{option} 是{label}本身（{place}）", f"写到它下面的子目录，如 {place}/<城市>/…")
     for source_option, value in (inputs or {}).items():
-        if value is None or str(value) == "":
-            continue
-        source = Path(os.path.abspath(Path(value).expanduser())).resolve()
+        if value is None or str(value) == "" or local_path(value) is None:
+            continue  # a remote URL (s3://, memory://…) is never inside a local folder
+        source = Path(os.path.abspath(local_path(value).expanduser())).resolve()
         if real == source:
             problem = f"{option} 与 {source_option} 给出的输入是同一位置（{value}）"
         elif _inside(real, source):

@@ -61,3 +61,22 @@ class EngineOptions:
     def scheduler_address(self) -> str:
         """The scheduler given, else the one in the environment ("" = start a local cluster)."""
         return self.scheduler or os.environ.get(SCHEDULER_ENV, "")
+
+
+def refuse_url_on_pandas(data: object, options: EngineOptions | None) -> None:
+    """Only the dask engine reads an fsspec URL (its workers open it): on pandas a URL is exit 2.
+
+    Raises:
+        HaochaInputError: ``data`` is a URL and the engine is pandas (or none was given).
+    """
+    from haocha_analysis.core.config import is_url
+
+    if data is None or not is_url(data) or (options is not None and options.engine != "pandas"):
+        return
+    from haocha_analysis.core.errors import HaochaInputError
+
+    raise HaochaInputError(
+        "pandas 引擎只读取本地目录",
+        file=str(data),
+        fix="--data 用本地或挂载的目录，或加 --engine dask 读取 s3://、hdfs://、memory:// 等地址",
+    )

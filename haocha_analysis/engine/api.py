@@ -94,7 +94,7 @@ def tables_result(
     from haocha_analysis.ingest.storage import available_periods
 
     counts = tables_counts(data, period, options, ref.limits)
-    require_records(counts.coverage, data, available_periods(Path(data)))
+    require_records(counts.coverage, data, available_periods(data))
 
     def base(shifted: Period) -> TablesResult | None:
         c = tables_counts(data, shifted, options, ref.limits)

@@ -19,7 +19,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from haocha_analysis.core import atomic, outputs
 from haocha_analysis.core.arrays import release_arrow_memory
+from haocha_analysis.core.config import is_url
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import distinct_ids
 from haocha_analysis.core.periods import Period, latest_complete_quarter, parse_period
@@ -51,26 +52,67 @@ def partitions(data_dir: Path, table: str) -> dict[str, Path]:
     return {p.name.split("=", 1)[1]: p for p in sorted(base.glob("period=*")) if p.is_dir()}
 
 
-def available_periods(data_dir: Path) -> list[str]:
-    """Labels of the periods stored in a data folder (from the cases partitions)."""
+def url_root(url: str) -> tuple[object, str]:
+    """The fsspec filesystem of a data URL and the folder's path on it (no trailing slash).
+
+    Raises:
+        HaochaInputError: the URL's scheme is unknown, or its fsspec driver is not installed.
+    """
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(str(url))
+    except (ImportError, ValueError) as err:
+        raise HaochaInputError(
+            f"无法读取地址：{err}",
+            file=str(url),
+            column="--data",
+            fix="安装该地址所需的 fsspec 驱动（如 s3:// 需 pip install s3fs，gs:// 需 gcsfs），"
+            "或检查地址的写法",
+        ) from err
+    return fs, root.rstrip("/")
+
+
+def url_partitions(url: str, table: str) -> dict[str, str]:
+    """Partition label → folder path on the URL's filesystem, for a partitioned table at a URL.
+
+    What :func:`partitions` is for a local folder; a listing only, nothing is read.
+    """
+    fs, root = url_root(url)
+    base = f"{root}/{table}"
+    if not fs.isdir(base):
+        return {}
+    folders = sorted(fs.ls(base, detail=False))
+    return {
+        PurePosixPath(p).name.split("=", 1)[1]: p
+        for p in folders
+        if PurePosixPath(p).name.startswith("period=") and fs.isdir(p)
+    }
+
+
+def available_periods(data_dir: Path | str) -> list[str]:
+    """Labels of the periods stored in a data folder or at a URL (from the cases partitions)."""
+    if is_url(data_dir):
+        return list(url_partitions(str(data_dir), "cases"))
     return list(partitions(data_dir, "cases"))
 
 
 def resolve_period_in(text: str, data_dir: object = None, *, follow_data: bool = True) -> Period:
     """A period as a user writes it; ``latest`` is read the same way by every verb.
 
-    ``latest`` is the last complete quarter the data folder holds (data ending in 2023Q2 gives
-    2023Q2 in 2026), so that no verb reports on a quarter the data do not reach. With no folder, a
-    URL, a folder without period partitions, or ``follow_data=False`` (``haocha run`` with an inbox:
-    the new quarter's exports are waiting to be ingested), it is the last complete calendar quarter.
+    ``latest`` is the last complete quarter the data folder (or URL) holds (data ending in 2023Q2
+    gives 2023Q2 in 2026), so that no verb reports on a quarter the data do not reach. With no
+    folder, a folder without period partitions, or ``follow_data=False`` (``haocha run`` with an
+    inbox: the new quarter's exports are waiting to be ingested), it is the last complete calendar
+    quarter.
     """
     if str(text).strip().lower() != "latest":
         return parse_period(text)
     calendar_latest = latest_complete_quarter()
-    if not follow_data or data_dir is None or "://" in str(data_dir) or not Path(data_dir).is_dir():
+    if not follow_data or data_dir is None or (not is_url(data_dir) and not Path(data_dir).is_dir()):
         return calendar_latest
     held = []
-    for label in available_periods(Path(data_dir)):
+    for label in available_periods(data_dir):
         try:
             p = parse_period(label)
         except HaochaInputError:
@@ -621,12 +663,21 @@ def record_extraction(data_dir: Path, period_label: str, extracted_on: date) -> 
     atomic.write_json(path, known, sort_keys=True)
 
 
-def extraction_date(data_dir: Path, period: Period) -> date | None:
-    """The recorded extraction date of a period's data, if any (the latest of overlapping partitions)."""
-    path = Path(data_dir) / EXTRACTIONS_FILE
-    if not path.exists():
-        return None
-    known = json.loads(path.read_text(encoding="utf-8"))
+def extraction_date(data_dir: Path | str, period: Period) -> date | None:
+    """The recorded extraction date of a period's data, if any (the latest of overlapping partitions).
+
+    ``data_dir``: a folder, or a URL (``extractions.json`` beside the tables, read through fsspec).
+    """
+    if is_url(data_dir):
+        fs, root = url_root(str(data_dir))
+        if not fs.isfile(f"{root}/{EXTRACTIONS_FILE}"):
+            return None
+        known = json.loads(fs.cat_file(f"{root}/{EXTRACTIONS_FILE}").decode("utf-8"))
+    else:
+        path = Path(data_dir) / EXTRACTIONS_FILE
+        if not path.exists():
+            return None
+        known = json.loads(path.read_text(encoding="utf-8"))
     if period.label in known:
         return date.fromisoformat(known[period.label])
     dates = [date.fromisoformat(v) for k, v in known.items() if _overlaps(k, period)]

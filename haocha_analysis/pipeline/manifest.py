@@ -16,13 +16,11 @@ from pathlib import Path
 
 import psutil
 
-from haocha_analysis.core.config import (
-    PROJ_ROOT,
-)
-from haocha_analysis.core.errors import HaochaInputError
-from haocha_analysis.core.periods import Period, parse_period
+from haocha_analysis.core.config import PROJ_ROOT, is_url
+from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
 from haocha_analysis.ingest import storage
+from haocha_analysis.ingest.storage import _overlaps
 from haocha_analysis.pipeline.notebook import NOTEBOOK
 
 log = logging.getLogger("haocha.pipeline")
@@ -167,20 +165,71 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def input_files(data_dir: Path, period: Period, ref: CityReference, narrative: Path | None) -> list[Path]:
-    """Files a run reads: the canonical tables it loads, reference data, template and notebook."""
+# What a filesystem's listing says of a file's content, most telling first: S3's ETag (an MD5 for a
+# simple upload), a checksum or MD5 some stores give, else the modification or creation time.
+URL_STAMP_KEYS = ("ETag", "etag", "checksum", "md5", "mtime", "LastModified", "last_modified", "created")
+CANONICAL_TABLES = ("cases", "evaluations", "rectifications")
+
+
+def input_records(
+    data: Path | str, period: Period, ref: CityReference, narrative: Path | None
+) -> dict[str, object]:
+    """manifest.json's ``inputs``: each file a run reads → its SHA-256.
+
+    The canonical tables at a URL are not downloaded to be hashed: each is recorded with its size and
+    what the filesystem's listing gives (:func:`url_file_records`).
+    """
+    if not is_url(data):
+        return {_display_path(f): sha256(f) for f in input_files(data, period, ref, narrative)}
+    records: dict[str, object] = url_file_records(str(data), period)
+    records.update({_display_path(f): sha256(f) for f in input_files(None, period, ref, narrative)})
+    return records
+
+
+def url_file_records(url: str, period: Period) -> dict[str, dict]:
+    """The canonical files of the loading window at a URL → ``{"size": …, <stamp>: …}`` (no download).
+
+    The stamp is the first of :data:`URL_STAMP_KEYS` the filesystem's ``info`` gives (S3: ``ETag``;
+    a local ``file://`` folder or HDFS: ``mtime``; ``memory://``: ``created``).
+    """
+    fs, root = storage.url_root(url)
+    window = period.with_previous()
+    records = {}
+    for table in CANONICAL_TABLES:
+        parts = storage.url_partitions(url, table)
+        if parts:
+            paths = [
+                f
+                for label, folder in parts.items()
+                if _overlaps(label, window)
+                for f in sorted(fs.glob(f"{folder}/*.parquet"))
+            ]
+        else:
+            paths = [f for f in (f"{root}/{table}.parquet", f"{root}/{table}.csv") if fs.isfile(f)]
+        for path in paths:
+            info = fs.info(path)
+            record = {"size": info.get("size")}
+            stamp = next((k for k in URL_STAMP_KEYS if info.get(k) is not None), None)
+            if stamp is not None:
+                record[stamp] = str(info[stamp]).strip('"')
+            records[f"{url.rstrip('/')}/{path.removeprefix(root + '/')}"] = record
+    return records
+
+
+def input_files(
+    data_dir: Path | None, period: Period, ref: CityReference, narrative: Path | None
+) -> list[Path]:
+    """Files a run reads: the canonical tables it loads, reference data, template and notebook.
+
+    ``data_dir`` None: the reference files, template and notebook only (the tables are at a URL).
+    """
     period = period.with_previous()
     files: list[Path] = []
-    for table in ("cases", "evaluations", "rectifications"):
+    for table in CANONICAL_TABLES if data_dir is not None else ():
         parts = storage.partitions(data_dir, table)
         if parts:
             for label, folder in parts.items():
-                try:
-                    p = parse_period(label)
-                    keep = p.start <= period.end and p.end >= period.start
-                except HaochaInputError:
-                    keep = True
-                if keep:
+                if _overlaps(label, period):
                     files.extend(sorted(folder.glob("*.parquet")))
         else:
             files.extend(f for f in (data_dir / f"{table}.parquet", data_dir / f"{table}.csv") if f.exists())
@@ -204,7 +253,9 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _display_path(path: Path) -> str:
+def _display_path(path: Path | str) -> str:
+    if is_url(path):
+        return str(path)  # a URL as given (Path() would turn s3://b/x into s3:/b/x)
     try:
         return str(Path(path).resolve().relative_to(PROJ_ROOT))
     except ValueError:

@@ -39,11 +39,11 @@ from haocha_analysis.core.config import (
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference, load_city
-from haocha_analysis.engine import EngineOptions, api
+from haocha_analysis.engine import EngineOptions, api, refuse_url_on_pandas
 from haocha_analysis.ingest import storage
 from haocha_analysis.ingest.storage import extraction_date
 from haocha_analysis.pipeline import units
-from haocha_analysis.pipeline.manifest import Recorder, _display_path, input_files, package_versions, sha256
+from haocha_analysis.pipeline.manifest import Recorder, _display_path, input_records, package_versions, sha256
 from haocha_analysis.pipeline.notebook import (
     KERNEL_CONNECTION_GLOB,
     NOTEBOOK,
@@ -56,11 +56,13 @@ from haocha_analysis.pipeline.stages import (
     BulletinFailed,
     RunSettings,
     compute,
+    data_exists,
     default_issue_date,
     has_period,
     ingest_if_needed,
     load_context,
     load_data,
+    refuse_ingest_into_url,
     resolve_data_dir,
 )
 
@@ -116,7 +118,7 @@ def _keep_failed(staging: Path, target: Path, run_id: str) -> Path | None:
 def preflight(
     ref: CityReference,
     period: Period,
-    data_dir: Path | None,
+    data_dir: Path | str | None,
     out_dir: Path | None,
     narrative_file: Path | None,
     *,
@@ -134,6 +136,8 @@ def preflight(
     Returns:
         The output folder (absolute) and the narrative template.
     """
+    if ingest:
+        refuse_ingest_into_url(data_dir, inbox)
     narrative = render.narrative_path(ref, narrative_file)
     render.load_narrative(narrative)
     inputs = {
@@ -147,7 +151,7 @@ def preflight(
     target = outputs.check_out(
         Path(out_dir) if out_dir else reports_path(ref.key, period.label), "bulletin", inputs
     )
-    missing = data_dir is not None and not (Path(data_dir).exists() and has_period(Path(data_dir), period))
+    missing = data_dir is not None and not (data_exists(data_dir) and has_period(data_dir, period))
     if ingest and missing and inbox and profile:  # haocha run will ingest into --data
         outputs.check_out(
             data_dir, "data", {"--inbox": inbox, "--profile": profile, "--city": ref.path}, option="--data"
@@ -158,7 +162,7 @@ def preflight(
 def build_bulletin(
     city: str | Path,
     period: str,
-    data_dir: Path | None = None,
+    data_dir: Path | str | None = None,
     out_dir: Path | None = None,
     extracted_on: str | None = None,
     narrative_file: Path | None = None,
@@ -181,7 +185,8 @@ def build_bulletin(
     Args:
         city: reference name or folder.
         period: period label, or ``latest`` (see :func:`haocha_analysis.ingest.storage.resolve_period_in`).
-        data_dir: canonical tables; None means the built-in synthetic data.
+        data_dir: canonical tables (a folder, or with ``engine`` dask an fsspec URL the workers read);
+            None means the built-in synthetic data.
         out_dir: target folder, replaced atomically on success.
         extracted_on: 数据提取时间 (YYYY-MM-DD) for the 备注 lines.
         narrative_file: narrative template; None means the city's ``bulletin.yml``.
@@ -205,6 +210,7 @@ def build_bulletin(
         HaochaInputError: bad input (exit status 2 in the CLI).
     """
     ref = load_city(city)
+    refuse_url_on_pandas(data_dir, engine)
     # ``latest`` follows the data, except for ``haocha run`` with an inbox: the new quarter's exports
     # wait there to be ingested, so the last complete calendar quarter is the one to publish.
     per = storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox))
@@ -260,6 +266,7 @@ def build_bulletin(
         else:
             ingest_note = ""
             data_path = resolve_data_dir(ref, per, data_dir)
+        log.info("规范表：%s", _display_path(data_path))  # a URL as given
         if not extracted_on and (recorded := extraction_date(data_path, per)) is not None:
             extracted_on = recorded.isoformat()  # as recorded by ingest or synth for this data
         engine = engine or EngineOptions()
@@ -372,7 +379,7 @@ def build_bulletin(
             "settings": run_settings.as_dict(),
             "engine": engine.engine,
             "headline": headline,
-            "inputs": {_display_path(f): sha256(f) for f in input_files(data_path, per, ref, narrative)},
+            "inputs": input_records(data_path, per, ref, narrative),
             "packages": package_versions(),
             "stages": recorder.as_list(),
             "notebook_cells": _cell_durations(notebook_out),
@@ -458,7 +465,7 @@ def cli_entry(
     period: str,
     *,
     ingest: bool,
-    data_dir: Path | None = None,
+    data_dir: Path | str | None = None,
     out_dir: Path | None = None,
     extracted_on: str | None = None,
     narrative_file: Path | None = None,

@@ -18,9 +18,7 @@ from haocha_analysis.bulletin import render
 from haocha_analysis.bulletin.render import BulletinContext, StageResults
 from haocha_analysis.core import linkage, outputs
 from haocha_analysis.core.calendar import add_working_days
-from haocha_analysis.core.config import (
-    PROJ_ROOT,
-)
+from haocha_analysis.core.config import PROJ_ROOT, is_url
 from haocha_analysis.core.coverage import Coverage, coverage, require_records
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
@@ -81,8 +79,17 @@ class RunSettings:
 # --- data -------------------------------------------------------------------------------------
 
 
-def resolve_data_dir(ref: CityReference, period: Period, data_dir: str | Path | None) -> Path:
-    """The canonical tables to use: the folder given, else the built-in synthetic data (generated once)."""
+def resolve_data_dir(ref: CityReference, period: Period, data_dir: str | Path | None) -> Path | str:
+    """The canonical tables: the folder or URL given, else the built-in synthetic data (generated once).
+
+    A URL (``--engine dask``) is returned as given: the workers read it, nothing is copied here.
+    """
+    if data_dir and is_url(data_dir):
+        if not data_exists(data_dir):
+            raise HaochaInputError(
+                "规范表地址不存在或无法访问", file=str(data_dir), fix="检查 --data 的地址与访问凭据"
+            )
+        return str(data_dir)
     if data_dir:
         path = Path(data_dir)
         if not path.is_absolute():
@@ -95,8 +102,16 @@ def resolve_data_dir(ref: CityReference, period: Period, data_dir: str | Path | 
     return Path(synth.ensure_default_data(city=ref.key, period=period.label))
 
 
-def has_period(data_dir: Path, period: Period) -> bool:
-    """Whether the folder holds cases for the period (a partition overlapping it, or flat files)."""
+def data_exists(data_dir: Path | str) -> bool:
+    """Whether the data folder, or the folder at a URL, exists (a listing, nothing read)."""
+    if is_url(data_dir):
+        fs, root = storage.url_root(str(data_dir))
+        return fs.isdir(root)
+    return Path(data_dir).exists()
+
+
+def has_period(data_dir: Path | str, period: Period) -> bool:
+    """Whether the folder (or URL) holds cases for the period (a partition overlapping it, or flat files)."""
     for label in storage.available_periods(data_dir):
         try:
             p = parse_period(label)
@@ -104,12 +119,19 @@ def has_period(data_dir: Path, period: Period) -> bool:
             return True
         if p.start <= period.end and p.end >= period.start:
             return True
-    return any((data_dir / f"cases.{ext}").exists() for ext in ("parquet", "csv"))
+    if is_url(data_dir):
+        fs, root = storage.url_root(str(data_dir))
+        return any(fs.isfile(f"{root}/cases.{ext}") for ext in ("parquet", "csv"))
+    return any((Path(data_dir) / f"cases.{ext}").exists() for ext in ("parquet", "csv"))
 
 
 def ingest_if_needed(
-    ref: CityReference, period: Period, data_dir: Path | None, inbox: Path | None, profile: Path | None
-) -> tuple[Path, str]:
+    ref: CityReference,
+    period: Period,
+    data_dir: Path | str | None,
+    inbox: Path | None,
+    profile: Path | None,
+) -> tuple[Path | str, str]:
     """Make sure canonical tables of the period exist; ingest the inbox's exports when they do not.
 
     Returns:
@@ -117,8 +139,7 @@ def ingest_if_needed(
     """
     if data_dir is None:
         return resolve_data_dir(ref, period, None), "内置合成数据"
-    data_dir = Path(data_dir)
-    if data_dir.exists() and has_period(data_dir, period):
+    if data_exists(data_dir) and has_period(data_dir, period):
         return data_dir, "已有规范表，无需导入"
     if not (inbox and profile):
         raise HaochaInputError(
@@ -127,12 +148,25 @@ def ingest_if_needed(
             fix="用 --inbox（原始导出目录）与 --profile（数据来源配置）让 haocha run 先导入，"
             "或先运行 haocha ingest",
         )
+    data_dir = Path(data_dir)
     files = sorted(p for p in Path(inbox).iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise HaochaInputError("待导入目录中没有文件", file=str(inbox), fix="放入该统计期的原始导出文件")
     ingest.ingest_files(Path(profile), files, ref, period, data_dir)
     outputs.mark(data_dir, "data")  # the folder is a haocha data folder from now on
     return data_dir, f"已导入 {len(files)} 个文件"
+
+
+def refuse_ingest_into_url(data_dir: Path | str | None, inbox: Path | None) -> None:
+    """``haocha run --inbox`` ingests into a local folder only: into a URL is exit 2, nothing written."""
+    if inbox is not None and data_dir is not None and is_url(data_dir):
+        raise HaochaInputError(
+            "haocha run 不能把 --inbox 中的原始导出导入到地址（URL）",
+            file=str(data_dir),
+            column="--data",
+            fix="先用 haocha ingest 导入到本地目录并上传到对象存储后再用 --data 地址运行，"
+            "或 --data 给出本地目录以便 haocha run 导入",
+        )
 
 
 def load_data(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:

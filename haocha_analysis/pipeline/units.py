@@ -39,7 +39,7 @@ from haocha_analysis.core.config import NOTEBOOKS_DIR, REPORTS_DIR
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
 from haocha_analysis.core.reference import CityReference, load_city
-from haocha_analysis.engine import EngineOptions, api
+from haocha_analysis.engine import EngineOptions, api, refuse_url_on_pandas
 from haocha_analysis.ingest import storage
 from haocha_analysis.pipeline.notebook import _notebook_failure, execute_notebook
 from haocha_analysis.pipeline.stages import BulletinFailed, compute, resolve_data_dir
@@ -77,7 +77,7 @@ class UnitsResult:
 
 
 def history_counts(
-    data_dir: Path,
+    data_dir: Path | str,
     period: Period,
     max_periods: int = TREND_PERIODS - 1,
     engine: EngineOptions | None = None,
@@ -89,7 +89,7 @@ def history_counts(
     never mixes definitions.
     """
     earlier = []
-    for label in storage.available_periods(Path(data_dir)):
+    for label in storage.available_periods(data_dir):
         try:
             p = parse_period(label)
         except HaochaInputError:
@@ -312,7 +312,7 @@ def write_unit_reports(
 def cli_entry(
     city: str,
     period: str,
-    data_dir: Path | None,
+    data_dir: Path | str | None,
     out_dir: Path | None,
     level: str | None,
     unit_ids: list[str] | None,
@@ -328,6 +328,7 @@ def cli_entry(
 
     interactive = sys.stderr.isatty()
     ref = load_city(city)
+    refuse_url_on_pandas(data_dir, engine)
     per = storage.resolve_period_in(period, data_dir)
     select_units(ref, level, unit_ids)  # bad --level / --units fail before any work
     data_path = resolve_data_dir(ref, per, data_dir)

@@ -37,6 +37,11 @@ MANIFEST_RUN_KEYS = {
 }
 
 
+# Where the records came from: a folder's path and hashes, or a URL's files and stamps (compared
+# apart by the tests that read the same records from a folder and from a URL).
+MANIFEST_DATA_KEYS = {"data_dir", "inputs"}
+
+
 SVG_DATA = re.compile(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)")
 
 
@@ -86,24 +91,27 @@ def _pdf_pages(path: Path) -> list[str]:
     return [masked(page.extract_text()) for page in PdfReader(path).pages]
 
 
-def _json(path: Path) -> object:
+def _json(path: Path, same_data: bool = True) -> object:
     data = json.loads(path.read_text(encoding="utf-8"))
     if path.name == "manifest.json":
         outputs = sorted(data.get("outputs", {}))
-        data = {k: v for k, v in data.items() if k not in MANIFEST_RUN_KEYS}
+        dropped = MANIFEST_RUN_KEYS if same_data else MANIFEST_RUN_KEYS | MANIFEST_DATA_KEYS
+        data = {k: v for k, v in data.items() if k not in dropped}
         data["outputs"] = outputs
-        data["parameters"] = {k: v for k, v in data["parameters"].items() if k != "run_id"}
+        data["parameters"] = {
+            k: v for k, v in data["parameters"].items() if k != "run_id" and (same_data or k != "data_dir")
+        }
     elif path.name == "units.json":
         data = {k: v for k, v in data.items() if k not in {"run_id", "seconds", "workers"}}
         data["units"] = [{k: v for k, v in u.items() if k != "seconds"} for u in data["units"]]
     return data
 
 
-def compared_form(path: Path) -> object:
-    """What of a file two engines must agree on."""
+def compared_form(path: Path, same_data: bool = True) -> object:
+    """What of a file two engines must agree on (``same_data`` False: not where the records came from)."""
     suffix = path.suffix
     if path.name in {"manifest.json", "units.json"}:
-        return _json(path)
+        return _json(path, same_data)
     if suffix == ".xlsx":
         return _xlsx_cells(path)
     if suffix == ".ipynb":
@@ -117,14 +125,18 @@ def compared_form(path: Path) -> object:
     return path.read_bytes()  # CSV, JSON, PNG: exactly
 
 
-def assert_same_outputs(left: Path, right: Path) -> list[str]:
-    """Every file of ``left`` is in ``right`` and the same (module docstring); the files compared."""
+def assert_same_outputs(left: Path, right: Path, same_data: bool = True) -> list[str]:
+    """Every file of ``left`` is in ``right`` and the same (module docstring); the files compared.
+
+    ``same_data`` False: the two read the same records from different places (a folder and a URL);
+    the manifests' record of the inputs is then left to the caller.
+    """
     names = sorted(str(p.relative_to(left)) for p in left.rglob("*") if p.is_file())
     assert names == sorted(str(p.relative_to(right)) for p in right.rglob("*") if p.is_file())
     compared = []
     for name in names:
         if Path(name).suffix in SKIPPED:
             continue
-        assert compared_form(left / name) == compared_form(right / name), name
+        assert compared_form(left / name, same_data) == compared_form(right / name, same_data), name
         compared.append(name)
     return compared
