@@ -356,7 +356,7 @@ def open_ledger(
             raise HaochaInputError(
                 f"台账日期“{as_of}”无法识别", column="as_of", fix="写成 YYYY-MM-DD，或留空"
             ) from err
-    day = as_of or extraction_date(Path(data_dir), p) or date.today()
+    day = as_of or extraction_date(data_dir, p) or date.today()  # a folder or a URL
     if records is None:
         data = load_ledger_data(Path(data_dir), p)
         covered = coverage(data, p)

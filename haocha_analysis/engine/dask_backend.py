@@ -58,6 +58,8 @@ from haocha_analysis.ingest.storage import (
     available_columns,
     finish_read,
     stored_twice,
+    url_partitions,
+    url_root,
     window_labels,
 )
 from haocha_analysis.quality.report import QualityCounts, combine_quality_counts, quality_counts
@@ -135,15 +137,10 @@ class Files:
 
 def window_files(url: str, table: str, period: Period) -> Files:
     """The files of ``table`` a load of ``period`` (and the period before it) reads."""
-    fs, root = fsspec.core.url_to_fs(str(url))
-    root = root.rstrip("/")
+    fs, root = url_root(url)
     base = f"{root}/{table}"
     if fs.isdir(base):
-        folders = {
-            PurePosixPath(p).name.split("=", 1)[1]: p
-            for p in fs.ls(base, detail=False)
-            if PurePosixPath(p).name.startswith("period=") and fs.isdir(p)
-        }
+        folders = url_partitions(url, table)
         labels = window_labels(sorted(folders), period.with_previous(), f"{url}/{table}")
         paths = [f for label in labels for f in sorted(fs.glob(f"{folders[label]}/*.parquet"))]
         return Files(fs, paths, len(labels), f"{url}/{table}")
@@ -233,8 +230,7 @@ class Group:
 
 def locality_groups(url: str) -> dict[str, str]:
     """City key → folder URL: the ``city=<key>`` folders of a province, else ``{"": url}``."""
-    fs, root = fsspec.core.url_to_fs(str(url))
-    root = root.rstrip("/")
+    fs, root = url_root(url)
     base = str(url).rstrip("/")
     cities = {}
     if fs.isdir(root):
@@ -689,8 +685,7 @@ def _anomaly_findings_from_url(
     url: str, ref: CityReference, period: Period, history_n: int, settings: Settings | None
 ) -> tuple[pd.DataFrame, Coverage, int]:
     """:func:`anomaly_findings` on a city's folder at an fsspec URL, read from a local copy."""
-    fs, root = fsspec.core.url_to_fs(url)
-    root = root.rstrip("/")
+    fs, root = url_root(url)
     wanted = [period.with_previous(), *history_periods(period, history_n)]
     with tempfile.TemporaryDirectory(prefix="haocha-anomalies-") as folder:
         for table in ("cases", "evaluations", "rectifications"):

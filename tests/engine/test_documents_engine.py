@@ -9,6 +9,7 @@ with run ids and times masked; ``tests/engine/same_outputs.py``).
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -21,7 +22,7 @@ from haocha_analysis.core.periods import parse_period
 from haocha_analysis.core.schemas import coerce
 from haocha_analysis.engine import EngineOptions
 from haocha_analysis.engine.api import ledger_records
-from haocha_analysis.ingest.storage import load_window, write_tables
+from haocha_analysis.ingest.storage import load_window, record_extraction, write_tables
 from haocha_analysis.pipeline.stages import compute
 from tests.engine.same_outputs import assert_same_outputs
 from tests.engine.test_quality_engine import engines_agree
@@ -262,19 +263,24 @@ def test_golden_quarter_bulletin_on_dask(tmp_path, dask_client, zibo):
 
 
 def test_rectification_dask_reads_an_fsspec_url(tmp_path, dask_client, small_zibo):
+    """The ledger from a URL, its date the extraction date recorded at the URL (as for a folder)."""
     import fsspec
 
+    folder = tmp_path / "data"
+    shutil.copytree(small_zibo, folder)
+    record_extraction(folder, "2023Q2", pd.Timestamp(AS_OF).date())
     memory = fsspec.filesystem("memory")
-    for path in small_zibo.rglob("*.parquet"):
-        memory.pipe(f"/zibo-ledger/{path.relative_to(small_zibo).as_posix()}", path.read_bytes())
+    for path in folder.rglob("*"):
+        if path.is_file():
+            memory.pipe(f"/zibo-ledger/{path.relative_to(folder).as_posix()}", path.read_bytes())
     env = {"DASK_SCHEDULER_ADDRESS": dask_client.scheduler.address}
     outputs = {}
     try:
         for name, data, engine in (
-            ("pandas", str(small_zibo), "pandas"),
+            ("pandas", str(folder), "pandas"),
             ("url", "memory://zibo-ledger", "dask"),
         ):
-            args = ["rectification", "--city", "zibo", "--period", "2023Q2", "--data", data, "--as-of", AS_OF]
+            args = ["rectification", "--city", "zibo", "--period", "2023Q2", "--data", data]
             args += ["--out", str(tmp_path / name), "--engine", engine]
             result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
             assert result.exit_code == 0, result.output
@@ -285,6 +291,7 @@ def test_rectification_dask_reads_an_fsspec_url(tmp_path, dask_client, small_zib
     assert outputs["pandas"].replace(str(tmp_path / "pandas"), "") == outputs["url"].replace(
         str(tmp_path / "url"), ""
     )
+    assert f"截至 {AS_OF}" in outputs["url"]  # the recorded extraction date, not today
 
 
 def test_bulletin_on_dask_refuses_an_empty_period_and_writes_nothing(tmp_path, dask_client, small_zibo):
