@@ -31,7 +31,7 @@ from haocha_analysis.analysis.anomalies.run import history_periods
 from haocha_analysis.analysis.anomalies.settings import Settings
 from haocha_analysis.analysis.metrics import NEEDED_COLUMNS
 from haocha_analysis.analysis.rectification import NEEDED_COLUMNS as LEDGER_COLUMNS
-from haocha_analysis.core.config import BAD_SATISFACTION
+from haocha_analysis.core.config import BAD_SATISFACTION, local_path
 from haocha_analysis.core.coverage import Coverage, coverage
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.periods import Period, parse_period
@@ -57,6 +57,7 @@ from haocha_analysis.ingest.storage import (
     ORIGIN_COLUMNS,
     available_columns,
     finish_read,
+    key_column,
     stored_twice,
     url_partitions,
     url_root,
@@ -275,13 +276,9 @@ def without_stored_twice(
 _KEY_PARTS_META = pd.DataFrame({"h": pd.Series(dtype="uint64"), "p": pd.Series(dtype="int64")})
 
 
-def _table_key(table: str) -> str:
-    return "case_id" if table == "cases" else "eval_id"
-
-
 def _key_parts(frame: pd.DataFrame, table: str, parts: np.ndarray) -> pd.DataFrame:
     """(key hash, period partition) of a file's rows with a key, each pair once."""
-    key = frame[_table_key(table)]
+    key = frame[key_column(table)]
     has = key.notna().to_numpy(dtype=bool)
     return pd.DataFrame(
         {
@@ -294,7 +291,7 @@ def _key_parts(frame: pd.DataFrame, table: str, parts: np.ndarray) -> pd.DataFra
 def _rows_with_keys(index: int, files: Files, table: str, hashes: np.ndarray) -> pd.DataFrame:
     """A file's rows, every column, whose key hash is among ``hashes``."""
     frame = read_file(index, files, table, None)
-    key = frame[_table_key(table)]
+    key = frame[key_column(table)]
     hashed = pd.util.hash_pandas_object(key, index=False).to_numpy()
     return frame[np.isin(hashed, hashes) & key.notna().to_numpy(dtype=bool)]
 
@@ -310,7 +307,7 @@ def stored_twice_orders(files: Files, table: str, progress: bool = False) -> np.
     if files.labels < 2 or not files.paths:
         return none
     parts = file_partitions(files)
-    pairs = read_table(files, table, [_table_key(table)]).map_partitions(
+    pairs = read_table(files, table, [key_column(table)]).map_partitions(
         _key_parts, table, parts, meta=_KEY_PARTS_META
     )
     per_key = pairs.drop_duplicates(split_out=True)["h"].value_counts(split_out=True)
@@ -662,9 +659,9 @@ def anomalies_by_group(
     window and the history periods) to a folder of its own. ``settings``: the detectors' thresholds
     (default: each city's own).
     """
-    local = "://" not in str(data_url) or str(data_url).startswith("file://")
-    root = str(data_url).removeprefix("file://") if local else str(data_url)
-    find = anomaly_findings if local else _anomaly_findings_from_url
+    local = local_path(data_url)
+    root = str(local) if local is not None else str(data_url)
+    find = anomaly_findings if local is not None else _anomaly_findings_from_url
     tasks = {
         key: [dask.delayed(find, pure=True)(folder, refs(key), period, history_n, settings)]
         for key, folder in locality_groups(root).items()
@@ -724,12 +721,12 @@ def _among(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
     return (keys_trimmed.isin(keys) & (keys_trimmed != "")).to_numpy(dtype=bool, copy=True)
 
 
-def _read_with_origin(index: int, files: Files, table: str, wanted: list[str] | None = ()) -> pd.DataFrame:
-    """One file's ledger columns (``wanted`` None: every column), its load order and rows' origin.
+def _read_with_origin(index: int, files: Files, table: str) -> pd.DataFrame:
+    """One file, every column (so rows stored twice can be told), its load order and rows' origin.
 
     The origin is the ``_file`` / ``_row`` pair an ``origin=True`` load adds.
     """
-    frame = read_file(index, files, table, LEDGER_COLUMNS[table] if wanted == () else wanted)
+    frame = read_file(index, files, table, None)
     return frame.assign(
         **{
             ORIGIN_COLUMNS[0]: pd.Series(str(files.paths[index]), index=frame.index, dtype="str"),
@@ -765,7 +762,7 @@ def _near_rows(index: int, files: Files, table: str, case_keys: np.ndarray, eval
 
     Every stored column is kept, so that rows stored twice can be told (:func:`_in_order`).
     """
-    frame = _read_with_origin(index, files, table, None)
+    frame = _read_with_origin(index, files, table)
     near = _among(frame["case_id"], case_keys)
     if table == "evaluations":
         near |= _among(frame["eval_id"], eval_keys)
@@ -816,7 +813,7 @@ def ledger_records(
     first = (
         _each_file(_bad_keys, files["evaluations"], period),
         _each_file(_case_coverage, files["cases"], period),
-        _each_file(_read_with_origin, files["rectifications"], "rectifications", None),
+        _each_file(_read_with_origin, files["rectifications"], "rectifications"),
     )
     bad, case_cover, rect_parts = compute(*first, progress=options.progress)
     rectifications = _in_order(list(rect_parts), "rectifications", files["rectifications"])

@@ -213,6 +213,11 @@ def _read_csv(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame
         ) from None
 
 
+def key_column(table: str) -> str:
+    """The id that names a row of a table: case_id for cases, eval_id for evaluations and rectifications."""
+    return "case_id" if table == "cases" else "eval_id"
+
+
 def stored_twice(
     frame: pd.DataFrame,
     table: str,
@@ -235,7 +240,7 @@ def stored_twice(
             every stored column (called only when a key repeats, so a window without repeats pays
             nothing for it).
     """
-    key = "case_id" if table == "cases" else "eval_id"
+    key = key_column(table)
     drop = np.zeros(len(frame), dtype=bool)
     if not len(frame) or part.min() == part.max():  # one partition: nothing stored twice
         return drop
@@ -286,7 +291,7 @@ def _drop_stored_twice(
 
 def _report_repeated(frame: pd.DataFrame, table: str, source: Path, n_partitions: int) -> None:
     """Count keys stored in more than one row and say so (never silent); they are kept."""
-    key = "case_id" if table == "cases" else "eval_id"
+    key = key_column(table)
     if key not in frame or n_partitions < 2:
         frame.attrs["repeated_keys"] = 0
         return

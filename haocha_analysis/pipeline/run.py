@@ -115,6 +115,15 @@ def _keep_failed(staging: Path, target: Path, run_id: str) -> Path | None:
     return failed
 
 
+def _run_period(period: str, data_dir: Path | str | None, ingest: bool, inbox: Path | None) -> Period:
+    """The run's period: ``latest`` follows the data, except for ``haocha run`` with an inbox.
+
+    The new quarter's exports wait in the inbox to be ingested, so the last complete calendar quarter
+    is the one to publish.
+    """
+    return storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox))
+
+
 def preflight(
     ref: CityReference,
     period: Period,
@@ -211,9 +220,7 @@ def build_bulletin(
     """
     ref = load_city(city)
     refuse_url_on_pandas(data_dir, engine)
-    # ``latest`` follows the data, except for ``haocha run`` with an inbox: the new quarter's exports
-    # wait there to be ingested, so the last complete calendar quarter is the one to publish.
-    per = storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox))
+    per = _run_period(period, data_dir, ingest, inbox)
     for option, value, what in (
         ("--extracted-on", extracted_on, "数据提取时间"),
         ("--issued-on", issued_on, "成文日期"),
@@ -484,7 +491,7 @@ def cli_entry(
     # Checks first: bad input is exit 2 before anything, the log included, is written.
     target, _ = preflight(
         ref,
-        storage.resolve_period_in(period, data_dir, follow_data=not (ingest and inbox)),
+        _run_period(period, data_dir, ingest, inbox),
         data_dir,
         out_dir,
         narrative_file,

@@ -43,7 +43,6 @@ class BulletinFailed(RuntimeError):
 DEFAULT_ISSUE_LAG_WORKING_DAYS = 5  # 成文日期: working days after the extraction date (city.yml)
 
 
-HISTORY_PERIODS = 4  # earlier periods the detectors compare a unit with (anomalies.load_history)
 QUALITY_SUBDIR = "quality"
 ANOMALIES_SUBDIR = "anomalies"
 RECTIFICATION_SUBDIR = "rectification"
@@ -216,7 +215,7 @@ def engine_aggregates(
         tables_done = steps.submit(api.tables_result, data_dir, period, ref, quiet, extracted_on, compare)
         quality_done = steps.submit(api.quality_counts, data_dir, period, ref, settings.quality, engine)
         anomalies_done = steps.submit(
-            api.anomaly_findings, data_dir, period, ref, HISTORY_PERIODS, quiet, settings.anomalies
+            api.anomaly_findings, data_dir, period, ref, anomalies.HISTORY_PERIODS, quiet, settings.anomalies
         )
         ledger_done = steps.submit(api.ledger_records, data_dir, period, quiet)
         result, cov = tables_done.result()
@@ -265,7 +264,7 @@ def compute(
             data = load_data(data_dir, period)
             cov = coverage(data, period)
             require_records(cov, data_dir, storage.available_periods(data_dir))
-            history = anomalies.load_history(data_dir, period, HISTORY_PERIODS)  # earlier quarters, if any
+            history = anomalies.load_history(data_dir, period)  # earlier quarters stored beside it, if any
             log.info("异常发现：%s", anomalies.history_note(period, history))
     if cov.partial:
         log.warning("警告：%s", cov.sentence().removeprefix("需要说明的是，"))

@@ -23,7 +23,13 @@ from haocha_analysis.analysis.anomalies.findings import (
     write_outputs,
 )
 from haocha_analysis.analysis.anomalies.problems import problems_paragraph
-from haocha_analysis.analysis.anomalies.run import Analysis, analyse, load_history, load_period
+from haocha_analysis.analysis.anomalies.run import (
+    HISTORY_PERIODS,
+    Analysis,
+    analyse,
+    load_history,
+    load_period,
+)
 from haocha_analysis.analysis.anomalies.settings import (
     FINDING_COLUMNS,
     FINDING_HEADERS_CN,
@@ -37,6 +43,7 @@ __all__ = [
     "DETECTORS",
     "FINDING_COLUMNS",
     "FINDING_HEADERS_CN",
+    "HISTORY_PERIODS",
     "KINDS",
     "KIND_WEIGHTS",
     "Analysis",

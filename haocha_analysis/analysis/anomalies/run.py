@@ -20,6 +20,8 @@ from haocha_analysis.ingest.storage import load_window, resolve_period_in
 
 log = logging.getLogger("haocha.anomalies")
 
+HISTORY_PERIODS = 4  # earlier periods a unit is compared with, by default (haocha anomalies --history)
+
 # --- loading and the command line --------------------------------------------------------------
 
 
@@ -28,7 +30,7 @@ def load_period(data_dir: Path, period: Period) -> dict[str, pd.DataFrame]:
     return load_window(Path(data_dir), period, columns=DETECT_COLUMNS)
 
 
-def history_periods(period: Period, max_periods: int = 4) -> list[Period]:
+def history_periods(period: Period, max_periods: int = HISTORY_PERIODS) -> list[Period]:
     """The periods a unit's own history is read from, oldest first.
 
     The ``max_periods`` before ``period``, and the same period a year earlier (season) even when it
@@ -45,7 +47,9 @@ def history_periods(period: Period, max_periods: int = 4) -> list[Period]:
     return out
 
 
-def load_history(data_dir: Path, period: Period, max_periods: int = 4) -> dict[str, dict[str, pd.DataFrame]]:
+def load_history(
+    data_dir: Path, period: Period, max_periods: int = HISTORY_PERIODS
+) -> dict[str, dict[str, pd.DataFrame]]:
     """Earlier periods found in a data folder, partitioned or flat, CSV or Parquet (storage.load_history).
 
     Only periods with rows come back; an empty result means the folder holds nothing earlier, which
@@ -85,7 +89,7 @@ def analyse(
     city: str | Path,
     period: str,
     data_dir: str | Path = "",
-    history_periods: int = 4,
+    history_periods: int = HISTORY_PERIODS,
     settings: Settings | None = None,
 ) -> Analysis:
     """Load a period (and up to ``history_periods`` earlier ones) from a data folder and detect."""
