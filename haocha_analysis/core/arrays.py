@@ -33,11 +33,64 @@ def isin(values: pd.Series, members: pd.Series | pd.Index | Iterable[str]) -> np
     return pc.is_in(left, value_set=right, skip_nulls=True).fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def release_arrow_memory() -> None:
-    """Hand the memory Arrow's pool keeps for reuse back to the system.
+# --- whitespace at the ends of strings, read from their bytes ----------------------------------
+# The code points Arrow's kernels take for whitespace (utf8_is_space, utf8_trim_whitespace);
+# tests/core/test_linkage.py checks the list against Arrow over every code point. A string whose first
+# byte is no first byte of theirs does not start with whitespace (nothing to trim there, not blank);
+# likewise its last byte at the end. Arrow's exact kernel then runs only on the few others.
+ARROW_WHITESPACE = (
+    *(0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20, 0x85, 0xA0, 0x1680),
+    *range(0x2000, 0x200B),
+    *(0x2028, 0x2029, 0x202F, 0x205F, 0x3000),
+)
+_FIRST_BYTES = np.zeros(256, dtype=bool)
+_FIRST_BYTES[[chr(c).encode()[0] for c in ARROW_WHITESPACE]] = True
+_LAST_BYTES = np.zeros(256, dtype=bool)
+_LAST_BYTES[[chr(c).encode()[-1] for c in ARROW_WHITESPACE]] = True
 
-    Arrow's allocator (mimalloc) keeps freed pages mapped: after the loading window and the linkage
-    (hundreds of MB of temporary strings and hashes) a run's process kept ~300 MB more resident through
-    every later stage, counted in the run's peak beside the notebook kernel.
+
+def _ends(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of a ``large_string`` array: non-empty, and its first and last bytes (0 when empty)."""
+    n = len(values)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    data = values.buffers()[2]
+    if data is None or not filled.any():
+        zeros = np.zeros(n, dtype=np.uint8)
+        return filled, zeros, zeros
+    data = np.frombuffer(data, dtype=np.uint8)
+    last = len(data) - 1
+    first = np.where(filled, data[np.minimum(starts, last)], 0)
+    final = np.where(filled, data[np.clip(ends - 1, 0, last)], 0)
+    return filled, first, final
+
+
+def may_need_trim(values: pa.Array) -> bool:
+    """Whether some non-empty string of a ``large_string`` array may begin or end with whitespace."""
+    if len(values) == 0:
+        return False
+    _, first, final = _ends(values)
+    return bool(_FIRST_BYTES[first].any() or _LAST_BYTES[final].any())
+
+
+def blank_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row: missing, empty or whitespace only (Arrow's ``utf8_is_space``), as a numpy mask.
+
+    ``values`` is ``large_string``. Only the strings starting with a byte that may be whitespace are
+    given to Arrow's kernel; the others are decided from their first byte.
     """
-    pa.default_memory_pool().release_unused()
+    if isinstance(values, pa.ChunkedArray):
+        parts = [blank_strings(chunk) for chunk in values.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    filled, first, _ = _ends(values)
+    blank = ~filled
+    maybe = np.flatnonzero(filled & _FIRST_BYTES[first])
+    if len(maybe):
+        spaces = pc.utf8_is_space(values.take(pa.array(maybe)))
+        blank[maybe] = spaces.fill_null(True).to_numpy(zero_copy_only=False)
+    if values.null_count:
+        blank |= ~values.is_valid().to_numpy(zero_copy_only=False)
+    return blank

@@ -39,7 +39,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from haocha_analysis.core.arrays import release_arrow_memory
+from haocha_analysis.core.arrays import may_need_trim
+from haocha_analysis.core.memory import release_unused
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,22 @@ def _keys(series: pd.Series) -> pa.Array:
     values = pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    values = pc.utf8_trim_whitespace(values)
-    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.large_string()), values)
+    if may_need_trim(values):
+        values = pc.utf8_trim_whitespace(values)
+    if _has_empty(values):
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.large_string()), values)
+    return values
+
+
+def _has_empty(keys: pa.Array) -> bool:
+    """Whether some valid id is the empty string."""
+    if len(keys) == 0:
+        return False
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64, count=len(keys) + 1, offset=keys.offset * 8)
+    empty = np.diff(offsets) == 0
+    if keys.null_count:
+        empty &= keys.is_valid().to_numpy(zero_copy_only=False)
+    return bool(empty.any())
 
 
 # --- exact integer codes of ids, by hashing and sorting ------------------------------------------
@@ -199,17 +214,24 @@ def _hash64(keys: pa.Array) -> np.ndarray | None:
         return hashes
 
 
-def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray) -> bool:
-    """Whether the (non-null) ids at positions ``left`` equal those at ``right``, pair by pair."""
-    if (fixed := _byte_rows(keys)) is not None:  # ids of one length: their bytes compared in place
-        matrix, where = fixed
-        left, right = where[left], where[right]
+def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray, others: pa.Array | None = None) -> bool:
+    """Whether the (non-null) ids at positions ``left`` equal those at ``right``, pair by pair.
+
+    ``right`` indexes ``others`` when given (ids of another column), else ``keys``.
+    """
+    others = keys if others is None else others
+    fixed = _byte_rows(keys)
+    fixed_others = fixed if others is keys else _byte_rows(others)
+    if fixed is not None and fixed_others is not None and fixed[0].shape[1] == fixed_others[0].shape[1]:
+        # ids of one length: their bytes compared in place, each row one fixed-width bytes item
+        (matrix, where), (other_matrix, other_where) = fixed, fixed_others
+        left, right = where[left], other_where[right]
         if (left >= 0).all() and (right >= 0).all():
-            # each row one fixed-width bytes item (equal widths: equal items are equal ids)
-            items = matrix.view(f"S{matrix.shape[1]}").ravel()
-            return bool((np.take(items, left) == np.take(items, right)).all())
+            width = f"S{matrix.shape[1]}"
+            items, other_items = matrix.view(width).ravel(), other_matrix.view(width).ravel()
+            return bool((np.take(items, left) == np.take(other_items, right)).all())
         return False  # an empty id beside a non-empty one
-    return bool(pc.all(pc.equal(keys.take(pa.array(left)), keys.take(pa.array(right)))).as_py())
+    return bool(pc.all(pc.equal(keys.take(pa.array(left)), others.take(pa.array(right)))).as_py())
 
 
 def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -377,7 +399,7 @@ def forget() -> None:
     """Drop the cached encodings and linkages (the pipeline calls this when its stages are done)."""
     _ENCODINGS.clear()
     _LINKAGES.clear()
-    release_arrow_memory()
+    release_unused()
 
 
 class _Encoded(NamedTuple):
@@ -423,12 +445,60 @@ def _codes(cases: pd.Series, others: pd.Series) -> list[np.ndarray]:
     known = _encoded(cases)
     keys = _keys(others)
     hashes = _hash64(keys)
-    joint = pa.concat_arrays([_keys(cases), keys])
+    case_keys = _keys(cases)
+    if known.hashes is not None and hashes is not None:
+        found = _codes_among(known, case_keys, keys, hashes)
+        if found is not None:
+            return [known.codes, found]
+    joint = pa.concat_arrays([case_keys, keys])
     if known.hashes is None or hashes is None:
         codes, _ = _encode_keys(joint, None)
     else:
         codes, _ = _encode_keys(joint, np.concatenate([known.hashes, hashes]))
     return [codes[: len(cases)], codes[len(cases) :]]
+
+
+def _codes_among(
+    known: _Encoded, case_keys: pa.Array, keys: pa.Array, hashes: np.ndarray
+) -> np.ndarray | None:
+    """Per id of ``keys``, the code of the equal case id (``known``'s numbering), -1 when blank.
+
+    Ids no case has are numbered from ``known.distinct`` on. The cases' distinct hashes are sorted and
+    the ids' hashes, sorted too, looked up among them; every id found is compared, as bytes, with its
+    case's id, so codes are exact. None when two distinct case ids share a hash or a found id differs
+    from its case's (a 64-bit collision): the caller encodes both columns together instead.
+    """
+    valid = known.codes >= 0
+    first_row = np.empty(known.distinct, dtype=np.int64)  # one row of each case code
+    first_row[known.codes[valid]] = np.flatnonzero(valid)
+    case_hashes = known.hashes[first_row]
+    by_hash = np.argsort(case_hashes)
+    ordered = case_hashes[by_hash]
+    if len(ordered) > 1 and not (ordered[1:] != ordered[:-1]).all():
+        return None
+    rows = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False)) if keys.null_count else None
+    wanted = hashes if rows is None else hashes[rows]
+    codes = np.full(len(wanted), -1, dtype=np.int64)
+    if len(ordered) and len(wanted):
+        asked = np.argsort(wanted)  # sorted queries: the search walks the cases' hashes in order
+        at = np.searchsorted(ordered, wanted[asked])
+        np.minimum(at, len(ordered) - 1, out=at)
+        hit = ordered[at] == wanted[asked]
+        codes[asked[hit]] = by_hash[at[hit]]
+    matched = np.flatnonzero(codes >= 0)
+    given = matched if rows is None else rows[matched]
+    if len(matched) and not _same_ids(keys, given, first_row[codes[matched]], case_keys):
+        return None
+    missing = np.flatnonzero(codes < 0)
+    if len(missing):  # ids no case has: numbered among themselves, after the cases' codes
+        absent = missing if rows is None else rows[missing]
+        own, _ = _encode_keys(keys.take(pa.array(absent)), hashes[absent])
+        codes[missing] = own + known.distinct
+    if rows is None:
+        return codes
+    out = np.full(len(keys), -1, dtype=np.int64)
+    out[rows] = codes
+    return out
 
 
 def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
@@ -445,7 +515,7 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
         _LINKAGES.move_to_end(key[0])
         return hit[1]
     links = _link(*inputs)
-    release_arrow_memory()  # the hashing's temporary Arrow buffers
+    release_unused()  # the hashing's temporary Arrow buffers
     for flags in vars(links).values():
         flags.setflags(write=False)  # shared by every caller: never changed in place
     if key is not None:

@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from haocha_analysis.core import atomic, outputs
-from haocha_analysis.core.arrays import release_arrow_memory
 from haocha_analysis.core.config import is_url
 from haocha_analysis.core.errors import HaochaInputError
 from haocha_analysis.core.linkage import distinct_ids
+from haocha_analysis.core.memory import release_unused
 from haocha_analysis.core.periods import Period, latest_complete_quarter, parse_period
 from haocha_analysis.core.schemas import (
     CHANNEL_CODES,
@@ -524,7 +524,7 @@ def load_tables(
         if check and cols is None:
             validate_or_explain(frame, table, Path(data_dir) / table)
         out[table] = frame
-    release_arrow_memory()  # decoding and checking left freed Arrow buffers mapped
+    release_unused()  # decoding and checking left freed Arrow buffers mapped
     return out
 
 

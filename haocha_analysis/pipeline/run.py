@@ -30,7 +30,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from haocha_analysis.bulletin import docx, index, render
-from haocha_analysis.core import outputs
+from haocha_analysis.core import memory, outputs
 from haocha_analysis.core.config import (
     REPORTS_DIR,
     SYNTHETIC_DIR,
@@ -302,6 +302,7 @@ def build_bulletin(
         with open(results_file, "wb") as fh:
             pickle.dump(results, fh, protocol=pickle.HIGHEST_PROTOCOL)
         del results
+        memory.release_unused()  # the stages' freed memory back to the system before the kernel starts
         parameters = {
             "city": str(ref.path) if Path(str(city)).is_dir() else ref.key,
             "period": per.label,

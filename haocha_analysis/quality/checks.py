@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from haocha_analysis.core.arrays import isin
+from haocha_analysis.core.arrays import blank_strings, isin
 from haocha_analysis.core.linkage import Linkage, link
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
@@ -35,12 +34,10 @@ def _blank(series: pd.Series) -> pd.Series:
         blank = np.where(codes < 0, True, np.asarray(blank_categories, dtype=bool)[np.maximum(codes, 0)])
         return pd.Series(blank, index=series.index)
     if series.dtype == "str" or series.dtype == object:
-        # Arrow's kernels on the strings as they are (no trimmed copy): empty, or whitespace only
-        # (utf8_is_space: non-empty and every character Unicode whitespace, what strip() removes).
+        # On the strings as they are (no trimmed copy): empty, or whitespace only (Arrow's
+        # utf8_is_space: every character Unicode whitespace, what strip() removes).
         text = pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True)
-        empty = pc.or_(pc.equal(pc.utf8_length(text), 0), pc.utf8_is_space(text))
-        blank = empty.fill_null(True)
-        return pd.Series(blank.to_numpy(zero_copy_only=False), index=series.index, dtype=bool)
+        return pd.Series(blank_strings(text), index=series.index, dtype=bool)
     return series.isna().astype(bool)
 
 

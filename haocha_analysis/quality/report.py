@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +51,11 @@ from haocha_analysis.quality.settings import (
 # --- aggregation -------------------------------------------------------------------------------
 
 
-def _counts(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Numeric counts per group (vectorized: one groupby of summed booleans)."""
+DIMENSIONS = ("", "system", "unit_id", "day")  # "": the totals
+
+
+def _flags(records: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per record, every flag the counts add up (one boolean array each)."""
     timeliness = records["timeliness"].to_numpy()
     flags = {
         "produced": np.ones(len(records), dtype=bool),
@@ -78,25 +82,46 @@ def _counts(records: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         flags[col] = (
             records[col].to_numpy(dtype=bool) if col in records else np.zeros(len(records), dtype=bool)
         )
-    if not keys:
-        return pd.DataFrame({name: [int(values.sum())] for name, values in flags.items()})
-    # One factorization of the group key, then a bincount per flag (much faster than groupby.sum
-    # on millions of booleans).
-    (key,) = keys
-    column = records[key]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        codes, labels = column.cat.codes.to_numpy(), pd.Index(column.cat.categories.astype("str"))
-    else:
-        codes, labels = pd.factorize(column, sort=True)
-    present = codes >= 0
-    size = len(labels)
-    # bincount of the codes where a flag holds: cheap for the many sparse failure flags.
-    counts = pd.DataFrame(
-        {name: np.bincount(codes[present & values], minlength=size) for name, values in flags.items()},
-        dtype="int64",
-    )
-    counts.insert(0, key, labels)
-    return counts.loc[counts["produced"] > 0].reset_index(drop=True)
+    return flags
+
+
+def _counts(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Numeric counts of every flag, in total (``""``) and per group of each of :data:`DIMENSIONS`.
+
+    The flags are read once. Records with the same flags share a pattern (a few hundred at most),
+    so a dimension is one bincount of its (group, pattern) pairs times the patterns' flags, whatever
+    the number of flags.
+    """
+    flags = _flags(records)
+    names = list(flags)
+    if len(names) > 64:
+        raise ValueError("more than 64 quality flags: one pattern no longer fits 64 bits")
+    packed = np.packbits(np.column_stack(list(flags.values())), axis=1, bitorder="little")
+    words = np.zeros((len(records), 8), dtype=np.uint8)
+    words[:, : packed.shape[1]] = packed
+    pattern, patterns = pd.factorize(words.view("<u8").ravel())
+    patterns = np.ascontiguousarray(patterns, dtype="<u8")
+    pattern_flags = np.unpackbits(patterns.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    pattern_flags = pattern_flags[:, : len(names)].astype(np.int64)
+    n_patterns = len(patterns)
+    out = {}
+    for dim in DIMENSIONS:
+        if not dim:
+            totals = np.bincount(pattern, minlength=n_patterns) @ pattern_flags
+            out[dim] = pd.DataFrame([totals], columns=names, dtype="int64")
+            continue
+        column = records[dim]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes, labels = column.cat.codes.to_numpy(), pd.Index(column.cat.categories.astype("str"))
+        else:
+            codes, labels = pd.factorize(column, sort=True)
+        present = codes >= 0
+        pairs = codes[present].astype(np.int64) * n_patterns + pattern[present]
+        per_group = np.bincount(pairs, minlength=len(labels) * n_patterns).reshape(len(labels), n_patterns)
+        counts = pd.DataFrame(per_group @ pattern_flags, columns=names, dtype="int64")
+        counts.insert(0, dim, labels)
+        out[dim] = counts.loc[counts["produced"] > 0].reset_index(drop=True)
+    return out
 
 
 def _rates(counts: pd.DataFrame) -> pd.DataFrame:
@@ -296,9 +321,6 @@ class QualityCounts:
     issues: pd.DataFrame
 
 
-DIMENSIONS = ("", "system", "unit_id", "day")
-
-
 def _check_input(data: dict[str, pd.DataFrame]) -> None:
     for table in ("cases", "evaluations"):
         if table not in data:
@@ -332,26 +354,31 @@ def quality_counts(
     cases, evaluations = data["cases"], data["evaluations"]
     if "case_id" not in evaluations:  # optional in the contract: no evaluation names a case
         evaluations = evaluations.assign(case_id=pd.Series(pd.NA, index=evaluations.index, dtype="str"))
-    links = link(cases, evaluations)
-    records = {
-        "cases": check_cases(cases, period, ref, settings, links),
-        "evaluations": check_evaluations(evaluations, cases, period, settings, links),
-    }
-    counts = {
-        table: {dim: _counts(frame, [dim] if dim else []) for dim in DIMENSIONS}
-        for table, frame in records.items()
-    }
-    return QualityCounts(
-        counts=counts,
-        systems={str(s) for s in records["cases"]["system"].unique() if s != NO_SYSTEM},
-        completeness={
-            "cases": completeness_counts(cases, "cases", period.contains(cases["finished_at"]).to_numpy()),
-            "evaluations": completeness_counts(
-                evaluations, "evaluations", period.contains(evaluations["evaluated_at"]).to_numpy()
-            ),
-        },
-        issues=_issue_hits(records["cases"], records["evaluations"], _unit_attributes(ref), settings),
-    )
+    # Completeness reads no linkage: counted on a second thread while the records are linked (its
+    # work is in numpy and Arrow, which release the GIL).
+    with ThreadPoolExecutor(1, thread_name_prefix="completeness") as pool:
+        completeness = pool.submit(
+            lambda: {
+                "cases": completeness_counts(
+                    cases, "cases", period.contains(cases["finished_at"]).to_numpy()
+                ),
+                "evaluations": completeness_counts(
+                    evaluations, "evaluations", period.contains(evaluations["evaluated_at"]).to_numpy()
+                ),
+            }
+        )
+        links = link(cases, evaluations)
+        records = {
+            "cases": check_cases(cases, period, ref, settings, links),
+            "evaluations": check_evaluations(evaluations, cases, period, settings, links),
+        }
+        counts = {table: _counts(frame) for table, frame in records.items()}
+        return QualityCounts(
+            counts=counts,
+            systems={str(s) for s in records["cases"]["system"].unique() if s != NO_SYSTEM},
+            completeness=completeness.result(),
+            issues=_issue_hits(records["cases"], records["evaluations"], _unit_attributes(ref), settings),
+        )
 
 
 def combine_quality_counts(parts: list[QualityCounts], settings: QualitySettings) -> QualityCounts:

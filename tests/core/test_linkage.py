@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from haocha_analysis.analysis.anomalies import prepare
 from haocha_analysis.analysis.anomalies.detectors import duplicate_evaluations
 from haocha_analysis.analysis.metrics import unit_counts
 from haocha_analysis.core import linkage
+from haocha_analysis.core.arrays import ARROW_WHITESPACE, blank_strings, may_need_trim
 from haocha_analysis.core.linkage import _codes, distinct_ids, forget, link, link_some
 from haocha_analysis.core.periods import parse_period
 from haocha_analysis.core.schemas import coerce
@@ -184,6 +187,57 @@ def test_a_hash_collision_is_caught_and_the_ids_encoded_exactly(monkeypatch):
         flags["case_code"] = _by_first_appearance([np.asarray(flags["case_code"])])  # numbering is free
     assert collided == hashed
     forget()
+
+
+def test_a_hash_shared_by_an_id_and_a_different_case_id_is_caught(monkeypatch):
+    # Hashes by length: the case ids' hashes are distinct, "xx" has the hash of case id "bb". The
+    # byte comparison of the looked-up ids finds it, and both columns are encoded together, exactly.
+    monkeypatch.setattr(
+        linkage, "_hash64", lambda keys: np.array([len(k or "") for k in keys.to_pylist()], dtype=np.uint64)
+    )
+    forget()
+    cases = pd.Series(["a", "bb", "ccc", "bb"], dtype="str")
+    evaluations = pd.Series(["bb", "xx", "ccc", None, "xx", "dddd"], dtype="str")
+    assert _by_first_appearance(_codes(cases, evaluations)) == [[0, 1, 2, 1], [1, 3, 2, -1, 3, 4]]
+    forget()
+
+
+# Every ASCII character, each of Arrow's whitespace characters, and characters sharing a first byte
+# with them (U+00A1, U+2010, U+3001) or none (办, é), at either end of an id: the ids needing no trim
+# are kept as they are, the others trimmed, and both agree with Arrow's trim of every id.
+EDGE_CHARACTERS = [
+    *(chr(c) for c in range(1, 128)),
+    *(chr(c) for c in ARROW_WHITESPACE),
+    *("办", "é", "\u00a1", "\u2010", "\u3001"),
+]
+
+
+@pytest.mark.parametrize("side", ["start", "end"])
+def test_trimming_skipped_only_when_no_id_has_whitespace_at_an_end(side):
+    for char in EDGE_CHARACTERS:
+        ids = [char + "id" if side == "start" else "id" + char, "plain", "", None]
+        found = linkage._keys(pd.Series(ids, dtype="str")).to_pylist()
+        trimmed = pc.utf8_trim_whitespace(pa.array(ids, type=pa.large_string())).to_pylist()
+        assert found == [t or None for t in trimmed], repr(char)
+    clean = linkage._keys(pd.Series(["a1", "b2"], dtype="str"))
+    assert not may_need_trim(clean) and not linkage._has_empty(clean)
+
+
+def test_the_whitespace_the_byte_tests_assume_is_arrows():
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    spaces = pc.utf8_is_space(pa.array([chr(c) for c in code_points])).to_numpy(zero_copy_only=False)
+    assert tuple(np.asarray(code_points)[spaces].tolist()) == ARROW_WHITESPACE
+
+
+def test_blank_strings_agree_with_arrow_on_every_edge_character():
+    values = [None, "", "x", "办件"]
+    for char in EDGE_CHARACTERS:
+        values += [char, char * 3, char + "x", "x" + char, " " + char]
+    text = pa.array(values, type=pa.large_string())
+    expected = pc.or_(pc.equal(pc.utf8_length(text), 0), pc.utf8_is_space(text)).fill_null(True)
+    assert blank_strings(text).tolist() == expected.to_pylist()
+    chunked = pa.chunked_array([text.slice(0, 7), text.slice(7)])  # chunks, one of them sliced
+    assert blank_strings(chunked).tolist() == expected.to_pylist()
 
 
 def _per_unit(values: pd.Series) -> dict[str, int]:
