@@ -66,8 +66,10 @@ def _ends(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return filled, first, final
 
 
-def may_need_trim(values: pa.Array) -> bool:
+def may_need_trim(values: pa.Array | pa.ChunkedArray) -> bool:
     """Whether some non-empty string of a ``large_string`` array may begin or end with whitespace."""
+    if isinstance(values, pa.ChunkedArray):
+        return any(may_need_trim(chunk) for chunk in values.chunks)
     if len(values) == 0:
         return False
     _, first, final = _ends(values)

@@ -93,11 +93,15 @@ class Linkage:
         return ~self.duplicate
 
 
-def _keys(series: pd.Series) -> pa.Array:
-    """Ids as Arrow strings, trimmed; blank and missing become null."""
+def _keys(series: pd.Series) -> pa.ChunkedArray:
+    """Ids as Arrow strings, trimmed; blank and missing become null.
+
+    The chunks the column was loaded in are kept (no copy of the ids): only what needs the bytes of
+    the whole column in one buffer (:func:`_contiguous`) joins them.
+    """
     values = pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    if not isinstance(values, pa.ChunkedArray):
+        values = pa.chunked_array([values], type=pa.large_string())
     if may_need_trim(values):
         values = pc.utf8_trim_whitespace(values)
     if _has_empty(values):
@@ -105,8 +109,19 @@ def _keys(series: pd.Series) -> pa.Array:
     return values
 
 
-def _has_empty(keys: pa.Array) -> bool:
+def _contiguous(keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The ids as one array (its chunks joined, a copy, when there are several)."""
+    if isinstance(keys, pa.Array):
+        return keys
+    if keys.num_chunks == 1:
+        return keys.chunk(0)
+    return keys.combine_chunks() if keys.num_chunks else pa.array([], type=keys.type)
+
+
+def _has_empty(keys: pa.Array | pa.ChunkedArray) -> bool:
     """Whether some valid id is the empty string."""
+    if isinstance(keys, pa.ChunkedArray):
+        return any(_has_empty(chunk) for chunk in keys.chunks)
     if len(keys) == 0:
         return False
     offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64, count=len(keys) + 1, offset=keys.offset * 8)
@@ -168,6 +183,7 @@ def _byte_rows(keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     Empty rows (null ids) hold no bytes, so the data buffer is exactly the non-empty ids one after
     the other: a reshape, no copy. Returns the matrix and, per row, its row in the matrix (-1: empty).
     """
+    keys = _contiguous(keys)
     n = len(keys)
     _, offsets_buffer, data_buffer = keys.buffers()
     if n == 0 or data_buffer is None:
@@ -185,12 +201,19 @@ def _byte_rows(keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     return matrix, where
 
 
-def _hash64(keys: pa.Array) -> np.ndarray | None:
+def _hash64(keys: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     """A 64-bit hash of each string of a ``large_string`` array (None: ids too long or too varied).
 
     The hash is a function of the bytes alone (not of the other rows), so two arrays' hashes compare.
-    Null rows get some value; callers ignore them.
+    Null rows get some value; callers ignore them. Chunks are hashed one by one (not joined).
     """
+    if isinstance(keys, pa.ChunkedArray):
+        if keys.num_chunks == 1:
+            return _hash64(keys.chunk(0))
+        parts = [_hash64(chunk) for chunk in keys.chunks]
+        if any(part is None for part in parts):
+            return None
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -214,12 +237,18 @@ def _hash64(keys: pa.Array) -> np.ndarray | None:
         return hashes
 
 
-def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray, others: pa.Array | None = None) -> bool:
+def _same_ids(
+    keys: pa.Array | pa.ChunkedArray,
+    left: np.ndarray,
+    right: np.ndarray,
+    others: pa.Array | pa.ChunkedArray | None = None,
+) -> bool:
     """Whether the (non-null) ids at positions ``left`` equal those at ``right``, pair by pair.
 
     ``right`` indexes ``others`` when given (ids of another column), else ``keys``.
     """
-    others = keys if others is None else others
+    keys = _contiguous(keys)
+    others = keys if others is None else _contiguous(others)
     fixed = _byte_rows(keys)
     fixed_others = fixed if others is keys else _byte_rows(others)
     if fixed is not None and fixed_others is not None and fixed[0].shape[1] == fixed_others[0].shape[1]:
@@ -234,7 +263,9 @@ def _same_ids(keys: pa.Array, left: np.ndarray, right: np.ndarray, others: pa.Ar
     return bool(pc.all(pc.equal(keys.take(pa.array(left)), others.take(pa.array(right)))).as_py())
 
 
-def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+def _encode_keys(
+    keys: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Per row an integer code of its id (-1 for null), equal codes exactly for equal ids.
 
     Returns:
@@ -274,7 +305,7 @@ def _encode_keys(keys: pa.Array, hashes: np.ndarray | None = None) -> tuple[np.n
             else:
                 codes[rows] = placed
             return codes, int(groups[-1]) + 1 if len(groups) else 0
-    encoded = pc.dictionary_encode(keys)  # a 64-bit collision, or ids no hash here handles
+    encoded = pc.dictionary_encode(_contiguous(keys))  # a 64-bit collision, or ids no hash here handles
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, len(encoded.dictionary)
 
@@ -303,7 +334,11 @@ def link_some(
     if (full := _cached_link(cases, evaluations)) is not None:  # the run's linkage: read, not redone
         return full.case_pos[rows], full.duplicate[rows]
     n = len(evaluations)
-    eval_case = _keys(evaluations["case_id"]) if "case_id" in evaluations else pa.nulls(n, pa.large_string())
+    eval_case = (
+        _keys(evaluations["case_id"])
+        if "case_id" in evaluations
+        else pa.chunked_array([pa.nulls(n, pa.large_string())])
+    )
     eval_id = _keys(evaluations["eval_id"])
 
     def among(values: pa.Array, keys: pa.Array) -> np.ndarray:
@@ -450,7 +485,7 @@ def _codes(cases: pd.Series, others: pd.Series) -> list[np.ndarray]:
         found = _codes_among(known, case_keys, keys, hashes)
         if found is not None:
             return [known.codes, found]
-    joint = pa.concat_arrays([case_keys, keys])
+    joint = pa.chunked_array([*case_keys.chunks, *keys.chunks], type=pa.large_string())
     if known.hashes is None or hashes is None:
         codes, _ = _encode_keys(joint, None)
     else:

@@ -83,12 +83,17 @@ def timeliness_status(
         int8 codes: ``TIMELY`` (0), ``LATE`` (1), ``UNKNOWN`` (2: a timestamp is missing, never a
         pass), ``INVERTED`` (3: reported before the event).
     """
-    delay = reported_at - event_at
+    delay = report_delay(event_at, reported_at)
     status = np.full(len(delay), TIMELY, dtype="int8")
-    status[(delay > pd.Timedelta(limit)).to_numpy(dtype=bool, na_value=False)] = LATE
-    status[(delay < -pd.Timedelta(skew_tolerance)).to_numpy(dtype=bool, na_value=False)] = INVERTED
-    status[delay.isna().to_numpy()] = UNKNOWN
+    status[delay > np.timedelta64(limit)] = LATE  # a missing time (NaT) compares False
+    status[delay < -np.timedelta64(skew_tolerance)] = INVERTED
+    status[np.isnat(delay)] = UNKNOWN
     return pd.Series(status, index=event_at.index, name="timeliness")
+
+
+def report_delay(event_at: pd.Series, reported_at: pd.Series) -> np.ndarray:
+    """``reported_at - event_at`` of each record (``timedelta64[us]``; NaT when a time is missing)."""
+    return reported_at.to_numpy(dtype="datetime64[us]") - event_at.to_numpy(dtype="datetime64[us]")
 
 
 def made_before_case(

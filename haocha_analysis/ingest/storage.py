@@ -182,13 +182,46 @@ _READ_FIX = (
 
 def _read_parquet(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame:
     """One canonical Parquet file; a damaged one is an input error (never its content)."""
+    return _converted(_read_arrow(path, table, columns), table, path)
+
+
+def _read_arrow(path: Path, table: str, columns: list[str] | None) -> pa.Table:
+    """One canonical Parquet file as Arrow (the columns wanted that it has)."""
     try:
         wanted = _available(table, columns, pq.read_schema(path).names, path)
-        return pq.read_table(path, columns=wanted).to_pandas()
+        return pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
         raise HaochaInputError(
             f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
         ) from None
+
+
+def _converted(data: pa.Table, table: str, path: Path) -> pd.DataFrame:
+    """An Arrow table as pandas (a failed conversion is an input error naming the file)."""
+    try:
+        return data.to_pandas()
+    except (pa.ArrowException, OSError) as err:
+        raise HaochaInputError(
+            f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
+        ) from None
+
+
+def _read_parquet_files(
+    files: list[Path], table: str, columns: list[str] | None
+) -> tuple[pd.DataFrame, list[int]]:
+    """Several Parquet files of one table as one frame, and the rows each gave.
+
+    Files with one schema (the usual case) are joined as Arrow tables and converted once: the
+    timestamps and numbers are copied into pandas once, not once per file and again to join them.
+    """
+    tables = [_read_arrow(f, table, columns) for f in files]
+    sizes = [t.num_rows for t in tables]
+    if len(tables) > 1 and all(t.schema.equals(tables[0].schema) for t in tables[1:]):
+        frame = _converted(pa.concat_tables(tables), table, files[0].parent)
+        frame.index = pd.RangeIndex(len(frame))
+        return frame, sizes
+    frames = [_converted(t, table, f) for t, f in zip(tables, files, strict=True)]
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]), sizes
 
 
 def _read_csv(path: Path, table: str, columns: list[str] | None) -> pd.DataFrame:
@@ -336,12 +369,14 @@ def _read_one(
             empty = coerce(pd.DataFrame(columns=columns or list(DTYPES[table])), table)
             empty = empty[columns or slice(None)]
             return _with_origin(empty, source, 1) if origin else empty
-        frames = [_read_parquet(f, table, columns) for f in files]
         if origin:
-            frames = [_with_origin(f, path, 1) for f, path in zip(frames, files, strict=True)]
-        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            frames = [_with_origin(_read_parquet(f, table, columns), f, 1) for f in files]
+            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            sizes = [len(f) for f in frames]
+        else:
+            frame, sizes = _read_parquet_files(files, table, columns)
         if len(chosen) > 1:
-            parts_index = np.repeat([i for i, _ in listed], [len(f) for f in frames])
+            parts_index = np.repeat([i for i, _ in listed], sizes)
 
             def read_all() -> pd.DataFrame:  # every stored column: a record is the same in all
                 return pd.concat([_read_parquet(f, table, None) for f in files], ignore_index=True)

@@ -10,7 +10,7 @@ from haocha_analysis.core.arrays import blank_strings, isin
 from haocha_analysis.core.linkage import Linkage, link
 from haocha_analysis.core.periods import Period
 from haocha_analysis.core.reference import CityReference
-from haocha_analysis.core.rules import made_before_case
+from haocha_analysis.core.rules import made_before_case, report_delay
 from haocha_analysis.core.rules import timeliness_status as timeliness_status  # the one 5-minute rule
 from haocha_analysis.core.schemas import LEVEL_LABELS, REQUIRED
 from haocha_analysis.quality.settings import (
@@ -96,7 +96,7 @@ def _timeliness_columns(
 ) -> None:
     if reported_at is None:
         reported_at = pd.Series(pd.NaT, index=event_at.index, dtype="datetime64[us]")
-    out["delay_s"] = (reported_at - event_at).dt.total_seconds()
+    out["delay_s"] = report_delay(event_at, reported_at) / np.timedelta64(1, "s")  # NaN when missing
     out["timeliness"] = timeliness_status(
         event_at, reported_at, settings.report_delay_limit, settings.clock_skew_tolerance
     )

@@ -775,10 +775,10 @@ def _issue_hits(
         checks = [*ALL_CHECKS, "unit_conflict"] if table == "evaluations" else list(ALL_CHECKS)
         for check in checks:
             column = check if check == "unit_conflict" else f"fail_{check}"
-            hit = records.loc[records[column].to_numpy(dtype=bool)]
-            if check == CHECK_TIMELINESS:
-                hit = hit[hit["timeliness"] != UNKNOWN]  # not submitted: counted, not listed
-            hit = hit.iloc[: settings.max_issue_rows]
+            listed = records[column].to_numpy(dtype=bool)
+            if check == CHECK_TIMELINESS:  # not submitted: counted, not listed
+                listed = listed & (records["timeliness"].to_numpy() != UNKNOWN)
+            hit = records.iloc[np.flatnonzero(listed)[: settings.max_issue_rows]]
             if hit.empty:
                 continue
             detail = pd.Series("", index=hit.index, dtype="str")

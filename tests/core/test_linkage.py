@@ -103,6 +103,33 @@ def _flags(links) -> dict[str, list]:
     return {name: np.asarray(value).tolist() for name, value in vars(links).items()}
 
 
+def _in_chunks(frame: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The frame with its string columns held in Arrow chunks of ``size`` rows (as a load leaves them)."""
+    out = frame.copy()
+    for col in frame.columns:
+        if frame[col].dtype == "str":
+            values = pa.array(frame[col], type=pa.large_string(), from_pandas=True)
+            chunks = [values.slice(i, size) for i in range(0, len(values), size)] or [values]
+            out[col] = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(chunks)), index=frame.index)
+    return out
+
+
+def test_ids_in_many_chunks_link_as_in_one():
+    data = edge_cases()
+    forget()
+    whole = _flags(link(data["cases"], data["evaluations"]))
+    for size in (1, 2, 3):
+        cases, evals = _in_chunks(data["cases"], size), _in_chunks(data["evaluations"], size)
+        assert cases["case_id"].array._pa_array.num_chunks > 1
+        forget()
+        assert _flags(link(cases, evals)) == whole
+        forget()
+        ids = _in_chunks(pd.DataFrame({"id": pd.Series([*SHORT_IDS, None], dtype="str")}), size)["id"]
+        found = _codes(ids, pd.Series(["12", "y", None], dtype="str"))
+        assert _by_first_appearance(found) == [[*SHORT_CODES, -1], [1, 5, -1]]
+    forget()
+
+
 def test_the_ids_are_hashed_once_and_a_changed_frame_is_linked_anew():
     data = edge_cases()
     cases, evals = data["cases"], data["evaluations"]
