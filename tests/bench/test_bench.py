@@ -48,3 +48,26 @@ def test_measure_tree_counts_the_children_of_the_process(tmp_path):
     assert measured["wall_s"] >= 1.0
     failed = measure_tree([sys.executable, "-c", "raise SystemExit(3)"])
     assert not failed["ok"]
+
+
+def test_the_table_says_which_target_a_stage_missed():
+    from haocha_analysis.bench.run import markdown
+
+    def row(stage, scale, wall, cpu=1.0):
+        return {"stage": stage, "scale": scale, "ok": True, "wall_s": wall, "cpu_s": cpu, "peak_mb": 1}
+
+    table = markdown(
+        [
+            row("quality", 1.0, 1.5),
+            row("duckdb_quality", 1.0, 1.2, 2.0),
+            row("tables", 1.0, 0.9),
+            row("duckdb_tables", 1.0, 1.0, 2.0),
+            row("tables", 4.0, 3.0),  # the ratio is a scale-1 target
+            row("duckdb_tables", 4.0, 1.0, 2.0),
+        ],
+        cores=2,
+    )
+    lines = {tuple(line.split(" | ")[:2]): line for line in table.splitlines() if line.startswith("| ")}
+    assert "未达目标：墙钟为 DuckDB 的 1.25 倍，目标 ≤ 1.0 倍" in lines[("| quality", "1.0")]
+    assert lines[("| tables", "1.0")].endswith("| 0.90× / 0.50× | 通过 |")
+    assert lines[("| tables", "4.0")].endswith("| 3.00× / 0.50× | 通过 |")
