@@ -29,6 +29,7 @@ linkage rule"), decided once for every edge case:
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -393,6 +394,7 @@ _ENCODINGS: OrderedDict[tuple, tuple[object, _Encoded]] = OrderedDict()
 _LINKAGES: OrderedDict[tuple, tuple[object, Linkage]] = OrderedDict()
 MAX_ENCODINGS = 6  # the case ids of both tables and the eval ids, with room for a second window
 MAX_LINKAGES = 2
+_CACHE_LOCK = threading.Lock()  # the linkage encodes columns on several threads at once
 
 
 def _arrow_fingerprint(series: pd.Series) -> tuple[tuple, object] | None:
@@ -424,16 +426,27 @@ def _digest(values: np.ndarray) -> tuple:
 
 
 def _remember(cache: OrderedDict, key: tuple, value: tuple, limit: int) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > limit:
-        cache.popitem(last=False)
+    with _CACHE_LOCK:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+
+
+def _recall(cache: OrderedDict, key: tuple) -> object | None:
+    """The cached value of ``key`` (now the most recently used), or None."""
+    with _CACHE_LOCK:
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+        return hit
 
 
 def forget() -> None:
     """Drop the cached encodings and linkages (the pipeline calls this when its stages are done)."""
-    _ENCODINGS.clear()
-    _LINKAGES.clear()
+    with _CACHE_LOCK:
+        _ENCODINGS.clear()
+        _LINKAGES.clear()
     release_unused()
 
 
@@ -451,8 +464,7 @@ class _Encoded(NamedTuple):
 def _encoded(series: pd.Series) -> _Encoded:
     """Per row, an integer code of the trimmed id (-1 when blank), computed once per column."""
     found = _arrow_fingerprint(series)
-    if found is not None and (hit := _ENCODINGS.get(found[0])) is not None:
-        _ENCODINGS.move_to_end(found[0])
+    if found is not None and (hit := _recall(_ENCODINGS, found[0])) is not None:
         return hit[1]
     keys = _keys(series)
     hashes = _hash64(keys)
@@ -546,8 +558,7 @@ def link(cases: pd.DataFrame, evaluations: pd.DataFrame) -> Linkage:
     """
     inputs = _link_inputs(cases, evaluations)
     key = _linkage_key(*inputs)
-    if key is not None and (hit := _LINKAGES.get(key[0])) is not None:
-        _LINKAGES.move_to_end(key[0])
+    if key is not None and (hit := _recall(_LINKAGES, key[0])) is not None:
         return hit[1]
     links = _link(*inputs)
     release_unused()  # the hashing's temporary Arrow buffers
