@@ -49,17 +49,26 @@ _LAST_BYTES = np.zeros(256, dtype=bool)
 _LAST_BYTES[[chr(c).encode()[-1] for c in ARROW_WHITESPACE]] = True
 
 
+def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A ``large_string`` array's n + 1 offsets and its data bytes, read in place (numpy views).
+
+    The offsets index the data buffer (a slice of an array starts past offset 0); no data buffer
+    (every row null or empty) gives no bytes.
+    """
+    _, offsets, data = values.buffers()
+    n = len(values)
+    offsets = np.frombuffer(offsets, dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+
+
 def _ends(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of a ``large_string`` array: non-empty, and its first and last bytes (0 when empty)."""
-    n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=n + 1, offset=values.offset * 8)
+    offsets, data = string_buffers(values)
     starts, ends = offsets[:-1], offsets[1:]
     filled = ends > starts
-    data = values.buffers()[2]
-    if data is None or not filled.any():
-        zeros = np.zeros(n, dtype=np.uint8)
+    if not filled.any():
+        zeros = np.zeros(len(values), dtype=np.uint8)
         return filled, zeros, zeros
-    data = np.frombuffer(data, dtype=np.uint8)
     last = len(data) - 1
     first = np.where(filled, data[np.minimum(starts, last)], 0)
     final = np.where(filled, data[np.clip(ends - 1, 0, last)], 0)

@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from haocha_analysis.core.arrays import may_need_trim
+from haocha_analysis.core.arrays import may_need_trim, string_buffers
 from haocha_analysis.core.memory import release_unused
 
 
@@ -125,8 +125,7 @@ def _has_empty(keys: pa.Array | pa.ChunkedArray) -> bool:
         return any(_has_empty(chunk) for chunk in keys.chunks)
     if len(keys) == 0:
         return False
-    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64, count=len(keys) + 1, offset=keys.offset * 8)
-    empty = np.diff(offsets) == 0
+    empty = np.diff(string_buffers(keys)[0]) == 0
     if keys.null_count:
         empty &= keys.is_valid().to_numpy(zero_copy_only=False)
     return bool(empty.any())
@@ -185,18 +184,16 @@ def _byte_rows(keys: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
     the other: a reshape, no copy. Returns the matrix and, per row, its row in the matrix (-1: empty).
     """
     keys = _contiguous(keys)
-    n = len(keys)
-    _, offsets_buffer, data_buffer = keys.buffers()
-    if n == 0 or data_buffer is None:
+    offsets, data = string_buffers(keys)
+    if len(keys) == 0 or not len(data):
         return None
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
     lengths = np.diff(offsets)
     filled = lengths > 0
     count = int(filled.sum())
     length = int(lengths.max())
     if count == 0 or int(offsets[-1] - offsets[0]) != count * length:  # some other length among them
         return None
-    matrix = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(count, length)
+    matrix = data[offsets[0] : offsets[-1]].reshape(count, length)
     where = np.cumsum(filled) - 1
     where[~filled] = -1
     return matrix, where
@@ -223,9 +220,7 @@ def _hash64(keys: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
             matrix, where = fixed
             hashes = _hash_words(matrix, matrix.shape[1])
             return hashes if len(matrix) == n else hashes[np.maximum(where, 0)]
-        _, offsets_buffer, _ = keys.buffers()
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=keys.offset * 8)
-        lengths = np.diff(offsets)
+        lengths = np.diff(string_buffers(keys)[0])
         each = np.unique(lengths[lengths > 0])
         if len(each) > MAX_HASHED_LENGTHS or (len(each) and each[-1] > MAX_HASHED_BYTES):
             return None

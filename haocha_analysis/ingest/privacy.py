@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from haocha_analysis.core.arrays import string_buffers
+
 # Separators people type inside a number: spaces, dashes, dots, slashes (full-width ones are folded
 # to these first). Up to three between two digits ("370303 - 19900101").
 _SEP = r"[ \t\-–—./_·]{0,3}"
@@ -160,14 +162,9 @@ _SCAN_BYTES = 1 << 22  # bytes checked at a time (a few MB of temporaries, whate
 
 def _hex_rows(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Per row of one ``large_string`` chunk: 16–64 bytes, every one of them 0-9 or a-f; its bytes."""
-    n = len(chunk)
-    _, offsets_buffer, data_buffer = chunk.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64, count=n + 1, offset=chunk.offset * 8)
+    offsets, data = string_buffers(chunk)
     lengths = np.diff(offsets)  # bytes; a key's bytes are its characters
     key = (lengths >= KEY_LENGTHS[0]) & (lengths <= KEY_LENGTHS[1])
-    if data_buffer is None:
-        return key, lengths
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
     first, last = int(offsets[0]), int(offsets[-1])
     for start in range(first, last, _SCAN_BYTES):
         block = data[start : min(start + _SCAN_BYTES, last)]

@@ -191,9 +191,7 @@ def _read_arrow(path: Path, table: str, columns: list[str] | None) -> pa.Table:
         wanted = _available(table, columns, pq.read_schema(path).names, path)
         return pq.read_table(path, columns=wanted)
     except (pa.ArrowException, OSError) as err:
-        raise HaochaInputError(
-            f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
-        ) from None
+        raise _unreadable(err, table, path) from None
 
 
 def _converted(data: pa.Table, table: str, path: Path) -> pd.DataFrame:
@@ -201,9 +199,14 @@ def _converted(data: pa.Table, table: str, path: Path) -> pd.DataFrame:
     try:
         return data.to_pandas()
     except (pa.ArrowException, OSError) as err:
-        raise HaochaInputError(
-            f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
-        ) from None
+        raise _unreadable(err, table, path) from None
+
+
+def _unreadable(err: Exception, table: str, path: Path) -> HaochaInputError:
+    """The error of a damaged Parquet file: its table, the file and the fix, never its content."""
+    return HaochaInputError(
+        f"{table} 表的 Parquet 文件无法读取（{type(err).__name__}）", file=str(path), fix=_READ_FIX
+    )
 
 
 def _read_parquet_files(
